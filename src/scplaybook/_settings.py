@@ -1,0 +1,50 @@
+"""Session-wide settings: backend, figure folder and the timing record."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Backend = Literal["auto", "gpu", "cpu"]
+
+logger = logging.getLogger("scplaybook")
+if not logger.handlers:
+    _handler = logging.StreamHandler(sys.stderr)
+    _handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(_handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+@dataclass
+class Settings:
+    """Settings shared by every step of a session.
+
+    Attributes
+    ----------
+    backend
+        ``"auto"`` (GPU when rapids-singlecell imports and a CUDA device is visible),
+        ``"gpu"`` or ``"cpu"``.
+    figdir
+        Folder where every plot is also saved as PNG; ``None`` saves nothing.
+    timings
+        One record per timed step, in the order the steps ran.
+    """
+
+    backend: Backend = "auto"
+    figdir: Path | None = None
+    timings: list[dict] = field(default_factory=list)
+
+    def set_figdir(self, path: str | Path | None) -> None:
+        """Save later plots as PNG under ``path`` (created when missing)."""
+        if path is None:
+            self.figdir = None
+            return
+        self.figdir = Path(path)
+        self.figdir.mkdir(parents=True, exist_ok=True)
+
+
+settings = Settings()

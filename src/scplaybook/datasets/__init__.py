@@ -1,0 +1,24 @@
+"""Datasets: the synthetic demo with ground truth, and the registry of real datasets."""
+
+from ._fetch import default_cache, fetch, registry, sha256sum
+from ._synthetic import CELL_TYPES, TRAJECTORY, synthetic_pbmc, write_demo
+
+__all__ = [
+    "CELL_TYPES",
+    "TRAJECTORY",
+    "default_cache",
+    "demo_path",
+    "fetch",
+    "registry",
+    "sha256sum",
+    "synthetic_pbmc",
+    "write_demo",
+]
+
+
+def demo_path(*, n_cells: int = 6000, n_genes: int = 10000, seed: int = 0):
+    """Path of the demo dataset in the cache, generated on first use (deterministic)."""
+    path = default_cache() / f"demo_pbmc_{n_cells}x{n_genes}_seed{seed}.h5ad"
+    if not path.exists():
+        write_demo(path, n_cells=n_cells, n_genes=n_genes, seed=seed)
+    return path

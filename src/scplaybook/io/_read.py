@@ -1,0 +1,318 @@
+"""One reader for what users have: ``.h5ad``, 10x ``.h5`` and 10x matrix folders."""
+
+from __future__ import annotations
+
+import gzip
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.sparse as sp
+
+from .._errors import InputError, ParameterError
+from .._settings import logger
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_MTX_NAMES = ("matrix.mtx.gz", "matrix.mtx")
+
+
+def _sniff(path: Path) -> str:
+    """Return ``"hdf5"``, ``"html"``, ``"empty"`` or ``"unknown"`` from the first bytes."""
+    with open(path, "rb") as f:
+        head = f.read(1024)
+    if not head:
+        return "empty"
+    if head.startswith(HDF5_MAGIC):
+        return "hdf5"
+    text = head.lstrip().lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<?xml")) or b"<html" in text[:200]:
+        return "html"
+    return "unknown"
+
+
+def _find_mtx_prefix(folder: Path) -> str | None:
+    for f in sorted(folder.iterdir()):
+        for name in _MTX_NAMES:
+            if f.name.endswith(name):
+                return f.name[: -len(name)]
+    return None
+
+
+def _h5_kind(path: Path) -> tuple[str, list[str]]:
+    """Classify an HDF5 file as ``"h5ad"``, ``"10x_v3"`` or ``"10x_v2"``; list its genomes."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            keys = set(f.keys())
+            if {"X", "obs", "var"} <= keys or "X" in keys and "obs" in keys:
+                return "h5ad", []
+            if "matrix" in keys:
+                m = f["matrix"]
+                missing = [
+                    k for k in ("barcodes", "data", "indices", "indptr", "shape") if k not in m
+                ]
+                if "features" not in m:
+                    missing.append("features")
+                if missing:
+                    raise InputError(
+                        f"{path}: this 10x HDF5 file lacks the dataset(s) matrix/{', matrix/'.join(missing)}. "
+                        "The file is incomplete: download or export it again."
+                    )
+                genomes = []
+                if "genome" in m["features"]:
+                    genomes = sorted({g.decode() for g in m["features"]["genome"][:]})
+                return "10x_v3", genomes
+            groups = [k for k in keys if isinstance(f[k], h5py.Group)]
+            v2 = [
+                g
+                for g in groups
+                if "barcodes" in f[g] and ("genes" in f[g] or "gene_names" in f[g])
+            ]
+            if v2:
+                for g in v2:
+                    missing = [k for k in ("data", "indices", "indptr", "shape") if k not in f[g]]
+                    if missing:
+                        raise InputError(
+                            f"{path}: genome {g!r} lacks the dataset(s) {', '.join(missing)}. "
+                            "The file is incomplete: download or export it again."
+                        )
+                return "10x_v2", sorted(v2)
+    except OSError as e:
+        raise InputError(
+            f"{path} could not be read as HDF5 ({e}): it looks truncated or corrupt. "
+            "Download or copy it again (the fetch command verifies checksums)."
+        ) from e
+    raise InputError(
+        f"{path} is an HDF5 file but neither an AnnData .h5ad nor a 10x Genomics .h5 "
+        f"(top-level keys: {', '.join(sorted(keys)) or 'none'})."
+    )
+
+
+def read(
+    path: str | Path,
+    *,
+    gene_symbols: str | None = "auto",
+    genome: str | None = None,
+    layer: str | None = None,
+    check_counts: bool = True,
+) -> AnnData:
+    """Read raw counts from a ``.h5ad``, a 10x ``.h5`` or a 10x matrix folder.
+
+    Parameters
+    ----------
+    path
+        The file or folder.
+    gene_symbols
+        Column of ``var`` that holds gene symbols, to use as ``var_names`` (the original names
+        are kept in ``var['gene_ids']``). ``"auto"`` uses ``feature_name`` (CELLxGENE) when
+        present; ``None`` keeps ``var_names`` as they are.
+    genome
+        Which genome of a multi-genome 10x file to read.
+    layer
+        Take the counts from this layer of a ``.h5ad`` instead of ``X``.
+    check_counts
+        Refuse matrices that are not raw counts (see :func:`check_raw_counts`).
+
+    Returns
+    -------
+    AnnData with float32 CSR counts and unique ``var_names``.
+
+    Raises
+    ------
+    InputError
+        For a missing, empty, truncated, corrupt or unknown file, or values that are not counts.
+    ParameterError
+        For a ``gene_symbols`` column, ``layer`` or ``genome`` that the file does not have.
+    """
+    import anndata as ad
+    import scanpy as sc
+
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise InputError(
+            f"{path} does not exist. Check the path, or run without --data for the demo dataset."
+        )
+    if path.is_dir():
+        prefix = _find_mtx_prefix(path)
+        if prefix is None:
+            raise InputError(
+                f"{path} is a folder without a 10x matrix.mtx[.gz]. Give the .h5ad or .h5 file itself, "
+                "or the folder holding matrix.mtx.gz, features.tsv.gz and barcodes.tsv.gz."
+            )
+        adata = _read_mtx(path, prefix)
+    else:
+        kind = _sniff(path)
+        if kind == "empty":
+            raise InputError(
+                f"{path} is empty (0 bytes): the download or copy failed. Fetch it again."
+            )
+        if kind == "html":
+            raise InputError(
+                f"{path} is an HTML page, not data: a download saved an error or login page. "
+                "Check the URL and fetch it again."
+            )
+        if kind != "hdf5":
+            if path.name.endswith((".mtx", ".mtx.gz")):
+                raise InputError(
+                    f"{path}: give the folder that holds this matrix, not the .mtx file."
+                )
+            raise InputError(
+                f"{path} is not a format the playbook reads. Use an AnnData .h5ad, a 10x Genomics "
+                ".h5, or a 10x matrix folder (matrix.mtx.gz, features.tsv.gz, barcodes.tsv.gz)."
+            )
+        h5kind, genomes = _h5_kind(path)
+        if h5kind == "h5ad":
+            try:
+                adata = ad.read_h5ad(path)
+            except Exception as e:
+                raise InputError(
+                    f"{path} could not be read as .h5ad ({type(e).__name__}: {e}): it looks truncated "
+                    "or corrupt. Download or copy it again."
+                ) from e
+            if layer is not None:
+                if layer not in adata.layers:
+                    raise ParameterError(
+                        f"layer={layer!r} is not in {path}; its layers are: "
+                        f"{', '.join(adata.layers) or 'none'}."
+                    )
+                adata.X = adata.layers[layer]
+        else:
+            if len(genomes) > 1 and genome is None:
+                raise ParameterError(
+                    f"{path} holds several genomes ({', '.join(genomes)}): choose one with genome=..."
+                )
+            if genome is not None and genomes and genome not in genomes:
+                raise ParameterError(
+                    f"genome={genome!r} is not in {path}; it has: {', '.join(genomes)}."
+                )
+            try:
+                adata = sc.read_10x_h5(path, genome=genome)
+            except Exception as e:
+                raise InputError(
+                    f"{path} could not be read as a 10x .h5 file ({type(e).__name__}: {e})."
+                ) from e
+            adata.var = adata.var.rename(columns={"gene_ids": "gene_ids"})
+    adata = _set_gene_symbols(adata, gene_symbols, path)
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise InputError(
+            f"{path} holds an empty matrix ({adata.n_obs} cells x {adata.n_vars} genes)."
+        )
+    if check_counts:
+        adata.X = check_raw_counts(adata.X, source=str(path), layers=list(adata.layers))
+    logger.info(f"read {path.name}: {adata.n_obs} cells x {adata.n_vars} genes")
+    return adata
+
+
+def _read_mtx(folder: Path, prefix: str) -> AnnData:
+    import scanpy as sc
+
+    feat = [
+        f"{prefix}features.tsv.gz",
+        f"{prefix}features.tsv",
+        f"{prefix}genes.tsv.gz",
+        f"{prefix}genes.tsv",
+    ]
+    bc = [f"{prefix}barcodes.tsv.gz", f"{prefix}barcodes.tsv"]
+    if not any((folder / f).exists() for f in feat):
+        raise InputError(
+            f"{folder} has a matrix but no {prefix}features.tsv.gz (or {prefix}genes.tsv): copy it in."
+        )
+    if not any((folder / f).exists() for f in bc):
+        raise InputError(f"{folder} has a matrix but no {prefix}barcodes.tsv.gz: copy it in.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            adata = sc.read_10x_mtx(
+                folder, var_names="gene_symbols", make_unique=False, prefix=prefix or None
+            )
+    except (OSError, ValueError, EOFError, gzip.BadGzipFile) as e:
+        raise InputError(
+            f"{folder}: the 10x matrix files could not be read ({type(e).__name__}: {e})."
+        ) from e
+    return adata
+
+
+def _set_gene_symbols(adata: AnnData, gene_symbols: str | None, path: Path) -> AnnData:
+    if gene_symbols == "auto":
+        gene_symbols = "feature_name" if "feature_name" in adata.var.columns else None
+    if gene_symbols is not None:
+        if gene_symbols not in adata.var.columns:
+            raise ParameterError(
+                f"gene_symbols={gene_symbols!r} is not a column of var in {path}; its columns are: "
+                f"{', '.join(map(str, adata.var.columns)) or 'none'} (or use None to keep var_names)."
+            )
+        if "gene_ids" not in adata.var.columns:
+            adata.var["gene_ids"] = adata.var_names.astype(str)
+        adata.var_names = adata.var[gene_symbols].astype(str).to_numpy()
+    if not adata.var_names.is_unique:
+        n = int(adata.var_names.duplicated().sum())
+        warnings.warn(
+            f"{path}: {n} duplicate gene name(s) were made unique by appending -1, -2, ...",
+            UserWarning,
+            stacklevel=3,
+        )
+        adata.var_names_make_unique()
+    adata.var_names.name = None
+    return adata
+
+
+def check_raw_counts(
+    X, *, source: str = "the matrix", layers: list[str] | None = None, sample: int = 2_000_000
+):
+    """Check that ``X`` holds raw counts and return it as float32 CSR.
+
+    Refuses negative, non-finite and non-integer values and says which it found (a log-normalised
+    or scaled matrix is named as such). A dense matrix of integers is accepted and converted.
+
+    Raises
+    ------
+    InputError
+        With the problem and the fix.
+    """
+    if not sp.issparse(X):
+        X = np.asarray(X)
+        if X.dtype.kind not in "iuf":
+            raise InputError(f"{source}: the matrix has dtype {X.dtype}, not numbers.")
+        X = sp.csr_matrix(X)
+    X = sp.csr_matrix(X) if not isinstance(X, sp.csr_matrix) else X
+    data = X.data
+    vals = (
+        data
+        if data.size <= sample
+        else data[np.random.default_rng(0).integers(0, data.size, sample)]
+    )
+    hint = ""
+    if layers:
+        hint = (
+            f" This file has layers {', '.join(layers)}: if one holds the counts, use layer=... ."
+        )
+    if not np.all(np.isfinite(vals)) or (vals.size < data.size and not np.all(np.isfinite(data))):
+        raise InputError(
+            f"{source}: the matrix holds NaN or infinite values; raw counts are finite.{hint}"
+        )
+    if vals.size and vals.min() < 0:
+        kind = "scaled (z-scored)" if np.any(vals % 1 != 0) else "not counts"
+        raise InputError(
+            f"{source}: the matrix has negative values ({vals.min():g}); it looks {kind}. "
+            f"The playbook needs raw UMI counts.{hint}"
+        )
+    if vals.size and np.any(vals % 1 != 0):
+        mx = float(vals.max())
+        what = "log-normalised" if mx < 30 else "normalised, not raw counts"
+        raise InputError(
+            f"{source}: the matrix has non-integer values (max {mx:.3g}); it looks {what}. "
+            f"The playbook needs raw UMI counts (often in adata.raw or layers['counts']).{hint}"
+        )
+    if X.dtype != np.float32:
+        X = X.astype(np.float32)
+    n_zero_cells = int((np.diff(X.indptr) == 0).sum())
+    if n_zero_cells:
+        logger.warning(
+            f"{source}: {n_zero_cells} cell(s) have no counts at all; QC filtering removes them."
+        )
+    return X

@@ -1,0 +1,140 @@
+"""Plots a person would rather look at than read; each is also saved as PNG."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .._settings import settings
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from anndata import AnnData
+    from matplotlib.figure import Figure
+
+
+def _finish(fig: Figure, name: str) -> None:
+    if settings.figdir is not None:
+        from ..io import atomic_write
+
+        atomic_write(
+            settings.figdir / f"{name}.png",
+            lambda p: fig.savefig(p, dpi=100, bbox_inches="tight", format="png"),
+        )
+    plt.show()
+    plt.close(fig)
+
+
+def qc(adata: AnnData, *, name: str = "qc") -> None:
+    """Violin plots of genes, counts and mitochondrial % per cell, and the two QC scatter plots."""
+    obs = adata.obs
+    fig, axes = plt.subplots(1, 5, figsize=(20, 3.8))
+    for ax, col in zip(
+        axes[:3], ["n_genes_by_counts", "total_counts", "pct_counts_mt"], strict=True
+    ):
+        v = obs[col].to_numpy(dtype=float)
+        ax.violinplot(v, showmedians=True)
+        ax.scatter(
+            1 + np.random.default_rng(0).uniform(-0.15, 0.15, v.size), v, s=0.5, c="k", alpha=0.3
+        )
+        ax.set_title(col)
+        ax.set_xticks([])
+    axes[3].scatter(obs["total_counts"], obs["pct_counts_mt"], s=1, alpha=0.4)
+    axes[3].set(xlabel="total_counts", ylabel="pct_counts_mt", title="counts vs mito %")
+    axes[4].scatter(obs["total_counts"], obs["n_genes_by_counts"], s=1, alpha=0.4)
+    axes[4].set(xlabel="total_counts", ylabel="n_genes_by_counts", title="counts vs genes")
+    fig.tight_layout()
+    _finish(fig, name)
+
+
+def pca_variance_ratio(
+    adata: AnnData, *, n_pcs: int = 50, name: str = "pca_variance_ratio"
+) -> None:
+    """Variance explained by each principal component (log scale)."""
+    ratio = np.asarray(adata.uns["pca"]["variance_ratio"])[:n_pcs]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(np.arange(1, ratio.size + 1), ratio, "o-", ms=3)
+    ax.set(yscale="log", xlabel="PC", ylabel="variance ratio", title="PCA variance ratio")
+    _finish(fig, name)
+
+
+def embedding(
+    adata: AnnData,
+    basis: str,
+    color: Sequence[str],
+    *,
+    name: str,
+    title: Sequence[str] | None = None,
+    **kwargs,
+) -> None:
+    """Scatter ``obsm[basis]`` coloured by each of ``color`` (a panel each)."""
+    import scanpy as sc
+
+    fig = sc.pl.embedding(
+        adata, basis=basis, color=list(color), title=title, return_fig=True, show=False, **kwargs
+    )
+    _finish(fig, name)
+
+
+def batch_mixing(adata: AnnData, *, name: str = "batch_mixing") -> None:
+    """Batch-mixing score of each kNN graph (before/after Harmony)."""
+    scores = adata.uns.get("batch_mixing", {})
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.bar(
+        list(scores),
+        list(scores.values()),
+        color=["tab:red", "tab:green", "tab:blue"][: len(scores)],
+    )
+    ax.set(ylim=(0, 1), ylabel="normalised batch entropy", title="batch mixing (1 = fully mixed)")
+    for i, v in enumerate(scores.values()):
+        ax.text(i, v + 0.02, f"{v:.2f}", ha="center")
+    _finish(fig, name)
+
+
+def markers(
+    adata: AnnData,
+    *,
+    key: str,
+    groupby: str,
+    n_genes: int = 3,
+    kind: str = "dotplot",
+    name: str | None = None,
+) -> None:
+    """Dot plot (or heat map) of the top ``n_genes`` markers of each group."""
+    import scanpy as sc
+
+    fn = sc.pl.rank_genes_groups_dotplot if kind == "dotplot" else sc.pl.rank_genes_groups_heatmap
+    kw = {"return_fig": True} if kind == "dotplot" else {}
+    out = fn(adata, key=key, groupby=groupby, n_genes=n_genes, show=False, **kw)
+    fig = out.fig if hasattr(out, "fig") and out.fig is not None else plt.gcf()
+    if kind == "dotplot" and hasattr(out, "make_figure"):
+        out.make_figure()
+        fig = out.fig
+    _finish(fig, name or f"markers_{kind}_{key}")
+
+
+def paga(adata: AnnData, *, name: str = "paga") -> None:
+    """Draw the PAGA graph of groups."""
+    import scanpy as sc
+
+    fig, ax = plt.subplots(figsize=(6, 5))
+    sc.pl.paga(adata, ax=ax, show=False, fontsize=8)
+    _finish(fig, name)
+
+
+def timings(*, name: str = "timings") -> None:
+    """Horizontal bars of the time each step took."""
+    from ..get import timings as table
+
+    df = table()
+    fig, ax = plt.subplots(figsize=(7, 0.28 * max(len(df), 4) + 1))
+    ax.barh(
+        df["step"][::-1],
+        df["seconds"][::-1],
+        color=np.where(df["backend"][::-1] == "gpu", "tab:green", "tab:blue"),
+    )
+    ax.set(xlabel="seconds", title=f"step timings (total {df['seconds'].sum():.1f} s)")
+    _finish(fig, name)

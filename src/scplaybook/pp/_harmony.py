@@ -1,0 +1,77 @@
+"""Harmony batch correction."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .._backend import backend_for_graph, rsc
+from .._errors import ParameterError
+from .._timing import note_backend, timed
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+
+def _harmonypy_corrected(z: np.ndarray, n_obs: int, n_pcs: int) -> np.ndarray:
+    """Return harmonypy's ``Z_corr`` as cells x PCs, whichever way the installed version gives it.
+
+    harmonypy < 0.1 returns PCs x cells, >= 0.1 cells x PCs; scanpy 1.12's
+    ``external.pp.harmony_integrate`` always transposes and so breaks on the newer one.
+    """
+    z = np.asarray(z)
+    if z.shape == (n_obs, n_pcs):
+        return z
+    if z.shape == (n_pcs, n_obs):
+        return z.T
+    raise RuntimeError(
+        f"harmonypy returned Z_corr of shape {z.shape}; expected ({n_obs}, {n_pcs})."
+    )
+
+
+@timed("harmony")
+def harmony_integrate(
+    adata: AnnData,
+    key: str,
+    *,
+    basis: str = "X_pca",
+    adjusted_basis: str = "X_pca_harmony",
+    max_iter_harmony: int = 10,
+    random_state: int = 0,
+) -> AnnData:
+    """Correct ``obsm[basis]`` for the batches in ``obs[key]`` with Harmony.
+
+    The corrected embedding goes to ``obsm[adjusted_basis]``.
+    """
+    if key not in adata.obs:
+        raise ParameterError(
+            f"batch key {key!r} is not a column of obs; the columns are: {', '.join(map(str, adata.obs.columns))}."
+        )
+    if adata.obs[key].nunique() < 2:
+        raise ParameterError(
+            f"batch key {key!r} has a single value: there is no batch effect to correct."
+        )
+    if note_backend(backend_for_graph(adata, "harmony_integrate")) == "gpu":
+        import cupy as cp
+
+        rsc().pp.harmony_integrate(
+            adata, key, basis=basis, adjusted_basis=adjusted_basis, dtype=cp.float32,
+            max_iter_harmony=max_iter_harmony, random_state=random_state,
+        )  # fmt: skip
+        emb = adata.obsm[adjusted_basis]
+        adata.obsm[adjusted_basis] = cp.asnumpy(emb) if not isinstance(emb, np.ndarray) else emb
+    else:
+        import harmonypy
+
+        x = np.asarray(adata.obsm[basis], dtype=np.float64)
+        ho = harmonypy.run_harmony(
+            x,
+            adata.obs,
+            [key],
+            max_iter_harmony=max_iter_harmony,
+            random_state=random_state,
+            verbose=False,
+        )
+        adata.obsm[adjusted_basis] = _harmonypy_corrected(ho.Z_corr, *x.shape).astype(np.float32)
+    return adata

@@ -1,0 +1,49 @@
+"""The k-nearest-neighbour graph."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._backend import backend_for_graph, rsc
+from .._errors import ParameterError
+from .._timing import note_backend, timed
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+
+@timed("neighbors")
+def neighbors(
+    adata: AnnData,
+    *,
+    n_neighbors: int = 15,
+    n_pcs: int | None = 40,
+    use_rep: str = "X_pca",
+    key_added: str | None = None,
+    random_state: int = 0,
+) -> AnnData:
+    """Build the kNN graph on ``obsm[use_rep]`` (first ``n_pcs`` columns).
+
+    The graph goes to ``obsp['connectivities']``/``obsp['distances']`` and ``uns['neighbors']``,
+    or to ``obsp['{key_added}_connectivities']`` and ``uns[key_added]``, as in scanpy.
+    """
+    if use_rep not in adata.obsm:
+        raise ParameterError(
+            f"use_rep={use_rep!r} is not in obsm; it has: {', '.join(adata.obsm) or 'nothing'}."
+        )
+    if n_neighbors >= adata.n_obs:
+        raise ParameterError(
+            f"n_neighbors={n_neighbors} needs more than {adata.n_obs} cells: lower it."
+        )
+    if n_pcs is not None and n_pcs > adata.obsm[use_rep].shape[1]:
+        raise ParameterError(
+            f"n_pcs={n_pcs} is more than the {adata.obsm[use_rep].shape[1]} columns of {use_rep}."
+        )
+    kw = {"n_neighbors": n_neighbors, "n_pcs": n_pcs, "use_rep": use_rep, "key_added": key_added}
+    if note_backend(backend_for_graph(adata, "neighbors")) == "gpu":
+        rsc().pp.neighbors(adata, random_state=random_state, **kw)
+    else:
+        import scanpy as sc
+
+        sc.pp.neighbors(adata, random_state=random_state, **kw)
+    return adata

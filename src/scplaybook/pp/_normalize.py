@@ -1,0 +1,133 @@
+"""Normalisation, highly variable genes, regressing out and scaling."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .._backend import backend_for_X, rsc
+from .._errors import ParameterError
+from .._timing import note_backend, timed
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from anndata import AnnData
+
+
+@timed("normalize total")
+def normalize_total(adata: AnnData, *, target_sum: float = 1e4) -> AnnData:
+    """Scale each cell's counts to ``target_sum``, in place."""
+    if note_backend(backend_for_X(adata, "normalize_total")) == "gpu":
+        rsc().pp.normalize_total(adata, target_sum=target_sum)
+    else:
+        import scanpy as sc
+
+        sc.pp.normalize_total(adata, target_sum=target_sum)
+    return adata
+
+
+@timed("log1p")
+def log1p(adata: AnnData) -> AnnData:
+    """Take ``log(1 + x)`` of ``X``, in place."""
+    if note_backend(backend_for_X(adata, "log1p")) == "gpu":
+        rsc().pp.log1p(adata)
+    else:
+        import scanpy as sc
+
+        sc.pp.log1p(adata)
+    return adata
+
+
+@timed("highly variable genes")
+def highly_variable_genes(
+    adata: AnnData,
+    *,
+    n_top_genes: int = 2000,
+    flavor: str = "cell_ranger",
+    keep_raw: bool = True,
+    subset: bool = True,
+) -> AnnData:
+    """Find highly variable genes; keep the log-normalised matrix as ``raw``; subset.
+
+    Parameters
+    ----------
+    adata
+        Log-normalised data.
+    n_top_genes
+        Number of genes to keep (at most the number of genes).
+    flavor
+        As in scanpy (``"cell_ranger"`` in the original playbook, ``"seurat"``...).
+    keep_raw
+        Store the full log-normalised matrix in ``adata.raw`` first (differential expression
+        and marker plots use it).
+    subset
+        Keep only the highly variable genes in ``X``.
+
+    Returns
+    -------
+    ``adata`` with ``var['highly_variable']``; subset in place when ``subset``.
+    """
+    if n_top_genes > adata.n_vars:
+        raise ParameterError(
+            f"n_top_genes={n_top_genes} is more than the {adata.n_vars} genes left after filtering."
+        )
+    if note_backend(backend_for_X(adata, "highly_variable_genes")) == "gpu":
+        rsc().pp.highly_variable_genes(adata, n_top_genes=n_top_genes, flavor=flavor)
+    else:
+        import scanpy as sc
+
+        sc.pp.highly_variable_genes(adata, n_top_genes=n_top_genes, flavor=flavor)
+    if keep_raw:
+        adata.raw = adata
+    if subset:
+        adata._inplace_subset_var(np.flatnonzero(adata.var["highly_variable"].to_numpy()))
+    return adata
+
+
+@timed("regress out")
+def regress_out(adata: AnnData, keys: Sequence[str] = ("total_counts", "pct_counts_mt")) -> AnnData:
+    """Regress out ``obs`` covariates from every gene at once, in place.
+
+    One least-squares solve over all genes (an intercept plus ``keys``): the same residuals as
+    scanpy's gene-by-gene regression, computed as ``X - D (DᵀD)⁻¹ DᵀX``. ``X`` becomes dense
+    float32.
+    """
+    missing = [k for k in keys if k not in adata.obs]
+    if missing:
+        raise ParameterError(
+            f"regress_out keys {missing} are not in obs; it has: {', '.join(map(str, adata.obs.columns))}."
+        )
+    gpu = note_backend(backend_for_X(adata, "regress_out")) == "gpu"
+    if gpu:
+        import cupy as xp
+        import cupyx.scipy.sparse as xsp
+    else:
+        import scipy.sparse as xsp
+
+        xp = np
+    X = adata.X
+    X = X.toarray() if xsp.issparse(X) else X
+    X = xp.asarray(X, dtype=xp.float32)
+    cov = np.column_stack(
+        [np.ones(adata.n_obs)] + [adata.obs[k].to_numpy(dtype=np.float64) for k in keys]
+    )
+    D = xp.asarray(cov)
+    D32 = D.astype(xp.float32)
+    beta = xp.linalg.pinv(D.T @ D) @ (D32.T @ X).astype(xp.float64)
+    X -= D32 @ beta.astype(xp.float32)
+    adata.X = X
+    return adata
+
+
+@timed("scale")
+def scale(adata: AnnData, *, max_value: float | None = 10.0) -> AnnData:
+    """Scale each gene to unit variance and zero mean, clipping at ``max_value``, in place."""
+    if note_backend(backend_for_X(adata, "scale")) == "gpu":
+        rsc().pp.scale(adata, max_value=max_value)
+    else:
+        import scanpy as sc
+
+        sc.pp.scale(adata, max_value=max_value)
+    return adata

@@ -1,0 +1,178 @@
+"""Quality-control metrics and cell/gene filters."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from .._backend import backend_for_X, rsc
+from .._errors import ParameterError
+from .._settings import logger
+from .._timing import note_backend, timed
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+RIBO_PREFIXES = ("RPS", "RPL", "Rps", "Rpl")
+
+
+def detect_mito_prefix(adata: AnnData) -> str | None:
+    """Return the mitochondrial gene prefix of ``adata``: ``"MT-"`` (human) or ``"mt-"`` (mouse)."""
+    names = adata.var_names.astype(str)
+    for prefix in ("MT-", "mt-", "Mt-"):
+        if names.str.startswith(prefix).any():
+            return prefix
+    return None
+
+
+@timed("QC metrics")
+def calculate_qc_metrics(
+    adata: AnnData,
+    *,
+    mito_prefix: str | None = "auto",
+    ribo_prefixes: tuple[str, ...] = RIBO_PREFIXES,
+) -> AnnData:
+    """Flag mitochondrial and ribosomal genes and compute per-cell and per-gene QC metrics.
+
+    Parameters
+    ----------
+    adata
+        Raw counts.
+    mito_prefix
+        Prefix of mitochondrial genes; ``"auto"`` recognises human ``MT-`` and mouse ``mt-``.
+    ribo_prefixes
+        Prefixes of ribosomal protein genes.
+
+    Returns
+    -------
+    ``adata``, with ``var['mt']``, ``var['ribo']`` and ``obs`` columns ``n_genes_by_counts``,
+    ``total_counts``, ``pct_counts_mt``, ``pct_counts_ribo`` (as scanpy names them).
+    """
+    prefix = detect_mito_prefix(adata) if mito_prefix == "auto" else mito_prefix
+    names = adata.var_names.astype(str)
+    adata.var["mt"] = names.str.startswith(prefix) if prefix else np.zeros(adata.n_vars, bool)
+    adata.var["ribo"] = names.str.startswith(tuple(ribo_prefixes))
+    if prefix is None:
+        logger.warning(
+            "no mitochondrial genes found (no MT- or mt- prefix): pct_counts_mt will be 0."
+        )
+    adata.uns["qc"] = {"mito_prefix": prefix, "n_mt_genes": int(adata.var["mt"].sum())}
+    if note_backend(backend_for_X(adata, "calculate_qc_metrics")) == "gpu":
+        rsc().pp.calculate_qc_metrics(adata, qc_vars=["mt", "ribo"], log1p=False)
+    else:
+        import scanpy as sc
+
+        sc.pp.calculate_qc_metrics(
+            adata, qc_vars=["mt", "ribo"], percent_top=None, log1p=False, inplace=True
+        )
+    return adata
+
+
+def _mad_bounds(x: np.ndarray, n_mads: float) -> tuple[float, float]:
+    med = float(np.median(x))
+    mad = float(np.median(np.abs(x - med))) * 1.4826
+    return med - n_mads * mad, med + n_mads * mad
+
+
+@timed("filter cells")
+def filter_cells(
+    adata: AnnData,
+    *,
+    min_genes: int | None = 200,
+    max_genes: int | None = 5000,
+    max_pct_mt: float | None = 20.0,
+    method: Literal["fixed", "mad"] = "fixed",
+    n_mads: float = 5.0,
+) -> AnnData:
+    """Remove low-quality cells in place, with one mask and one copy.
+
+    Parameters
+    ----------
+    adata
+        Data with QC metrics (see :func:`calculate_qc_metrics`).
+    min_genes, max_genes
+        Keep cells with ``min_genes <= n_genes_by_counts < max_genes`` (``method="fixed"``).
+    max_pct_mt
+        Keep cells with ``pct_counts_mt < max_pct_mt`` (``method="fixed"``).
+    method
+        ``"fixed"``: the cut-offs above (the original playbook's are the defaults).
+        ``"mad"``: data-driven, median ± ``n_mads`` median absolute deviations of log counts
+        and log genes, and median + ``n_mads`` MADs of ``pct_counts_mt``.
+    n_mads
+        Width of the MAD window.
+
+    Returns
+    -------
+    ``adata``, subset in place; the thresholds used and the counts kept are in
+    ``uns['filter_cells']``.
+    """
+    for col in ("n_genes_by_counts", "total_counts", "pct_counts_mt"):
+        if col not in adata.obs:
+            raise ParameterError(
+                f"filter_cells needs obs[{col!r}]: run pp.calculate_qc_metrics first."
+            )
+    obs = adata.obs
+    n_genes = obs["n_genes_by_counts"].to_numpy(dtype=float)
+    pct_mt = obs["pct_counts_mt"].to_numpy(dtype=float)
+    if method == "fixed":
+        lo_g = -np.inf if min_genes is None else min_genes
+        hi_g = np.inf if max_genes is None else max_genes
+        hi_mt = np.inf if max_pct_mt is None else max_pct_mt
+        mask = (n_genes >= lo_g) & (n_genes < hi_g) & (pct_mt < hi_mt)
+        used = {"min_genes": min_genes, "max_genes": max_genes, "max_pct_mt": max_pct_mt}
+    elif method == "mad":
+        lg = np.log1p(n_genes)
+        lc = np.log1p(obs["total_counts"].to_numpy(dtype=float))
+        g_lo, g_hi = _mad_bounds(lg, n_mads)
+        c_lo, c_hi = _mad_bounds(lc, n_mads)
+        _, mt_hi = _mad_bounds(pct_mt, n_mads)
+        mask = (lg >= g_lo) & (lg <= g_hi) & (lc >= c_lo) & (lc <= c_hi) & (pct_mt <= mt_hi)
+        used = {
+            "min_genes": float(np.expm1(g_lo)),
+            "max_genes": float(np.expm1(g_hi)),
+            "min_counts": float(np.expm1(c_lo)),
+            "max_counts": float(np.expm1(c_hi)),
+            "max_pct_mt": float(mt_hi),
+            "n_mads": n_mads,
+        }
+    else:
+        raise ParameterError(f"method={method!r} is not known: use 'fixed' or 'mad'.")
+    n_keep = int(mask.sum())
+    if n_keep == 0:
+        raise ParameterError(
+            f"filter_cells with {used} removes every one of the {adata.n_obs} cells. "
+            f"Loosen the thresholds: n_genes_by_counts ranges {n_genes.min():.0f}-{n_genes.max():.0f}, "
+            f"pct_counts_mt {pct_mt.min():.1f}-{pct_mt.max():.1f}."
+        )
+    note_backend(backend_for_X(adata, "filter_cells"))
+    adata.uns["filter_cells"] = {
+        "method": method,
+        **used,
+        "n_before": adata.n_obs,
+        "n_after": n_keep,
+    }
+    logger.info(f"    kept {n_keep} of {adata.n_obs} cells")
+    adata._inplace_subset_obs(np.flatnonzero(mask))
+    return adata
+
+
+@timed("filter genes")
+def filter_genes(adata: AnnData, *, min_cells: int = 3) -> AnnData:
+    """Remove genes detected in fewer than ``min_cells`` cells, in place."""
+    if note_backend(backend_for_X(adata, "filter_genes")) == "gpu":
+        import cupy as cp
+
+        n_cells = cp.asnumpy((adata.X > 0).sum(axis=0)).ravel()
+    else:
+        n_cells = np.asarray((adata.X > 0).sum(axis=0)).ravel()
+    mask = n_cells >= min_cells
+    if not mask.any():
+        raise ParameterError(
+            f"filter_genes(min_cells={min_cells}) removes every gene: the most widely detected gene "
+            f"is in {int(n_cells.max())} cells. Lower min_cells."
+        )
+    adata.var["n_cells"] = n_cells
+    adata._inplace_subset_var(np.flatnonzero(mask))
+    logger.info(f"    kept {int(mask.sum())} of {mask.size} genes")
+    return adata

@@ -1,0 +1,313 @@
+"""Headless runs: execute the notebook with parameters and keep everything in a new run folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import traceback
+import zipfile
+from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .._backend import gpu_name, set_backend
+from .._errors import ParameterError, PlaybookError
+from .._settings import logger, settings
+from ..io import atomic_write, atomic_write_h5ad, atomic_write_text
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+NOTEBOOK_NAME = "scRNA_analysis_preprocessing.ipynb"
+STATUS_FILE = "STATUS"
+_VERSIONED = [
+    "scplaybook", "anndata", "scanpy", "numpy", "scipy", "pandas", "scikit-learn", "harmonypy",
+    "igraph", "leidenalg", "umap-learn", "rapids-singlecell", "rapids-singlecell-cu12",
+    "rapids-singlecell-cu13", "cupy-cuda12x", "cupy-cuda13x", "cuml-cu12", "cuml-cu13",
+    "cugraph-cu12", "cugraph-cu13", "papermill",
+]  # fmt: skip
+
+
+def default_notebook() -> Path:
+    """Return the playbook notebook of this checkout (or ``$SCPLAYBOOK_NOTEBOOK``)."""
+    env = os.environ.get("SCPLAYBOOK_NOTEBOOK")
+    if env:
+        return Path(env)
+    for parent in Path(__file__).resolve().parents:
+        if (parent / NOTEBOOK_NAME).exists():
+            return parent / NOTEBOOK_NAME
+    return Path.cwd() / NOTEBOOK_NAME
+
+
+def new_run_dir(base: str | Path = "results") -> Path:
+    """Create and return a new, empty folder ``base/run-YYYYmmdd-HHMMSS[-N]``; never reuses one."""
+    base = Path(base)
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PlaybookError(
+            f"cannot create the results folder {base}: {e.strerror or e}. Use --out DIR."
+        ) from e
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    for n in range(1000):
+        path = base / (f"run-{stamp}" if n == 0 else f"run-{stamp}-{n}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise PlaybookError(
+                f"cannot create a run folder in {base}: {e.strerror or e}. Use --out DIR."
+            ) from e
+        return path
+    raise PlaybookError(f"{base} already holds 1000 runs from this second.")
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def _sha256(path: str | Path | None) -> str | None:
+    from ..datasets import sha256sum
+
+    return sha256sum(Path(path)) if path and Path(path).is_file() else None
+
+
+class Run:
+    """One analysis run: its folder, figures, and the files it leaves.
+
+    Use :meth:`start` at the top of the notebook and :meth:`save` at the end.
+    """
+
+    def __init__(self, path: Path, params: dict[str, Any], backend: str):
+        self.path = path
+        self.params = params
+        self.backend = backend
+
+    @classmethod
+    def start(
+        cls, output_dir: str | Path | None = None, *, params: dict[str, Any] | None = None
+    ) -> Run:
+        """Open the run folder (a new one under ``results/`` when ``output_dir`` is None).
+
+        Sets the backend (``params['backend']``), the random seed (``params['seed']``), sends
+        figures to ``figures/`` and starts a fresh timing table.
+        """
+        params = dict(params or {})
+        path = Path(output_dir) if output_dir else new_run_dir("results")
+        path.mkdir(parents=True, exist_ok=True)
+        backend = set_backend(params.get("backend", "auto"))
+        seed = int(params.get("seed", 0))
+        random.seed(seed)
+        np.random.seed(seed)
+        settings.set_figdir(path / "figures")
+        settings.timings.clear()
+        logger.info(
+            f"run folder: {path}\nbackend: {backend.upper()}"
+            + (f" ({gpu_name()})" if backend == "gpu" else "")
+        )
+        return cls(path, params, backend)
+
+    def save(
+        self,
+        adata: AnnData,
+        *,
+        de_keys: tuple[str, ...] = ("rank_genes_groups_logreg", "rank_genes_groups_wilcoxon"),
+        n_markers: int = 25,
+    ) -> None:
+        """Write ``adata.h5ad``, ``markers.csv``, ``timings.json`` and ``provenance.json``."""
+        import pandas as pd
+
+        from ..get import markers, timings
+
+        tables = [
+            markers(adata, key=k, n_genes=n_markers).assign(method=k.rsplit("_", 1)[-1])
+            for k in de_keys
+            if k in adata.uns
+        ]
+        if tables:
+            df = pd.concat(tables, ignore_index=True)
+            atomic_write(self.path / "markers.csv", lambda p: df.to_csv(p, index=False))
+        atomic_write_text(
+            self.path / "timings.json", json.dumps(timings().to_dict(orient="records"), indent=1)
+        )
+        prov = {
+            "created": datetime.now().isoformat(timespec="seconds"),
+            "backend": self.backend,
+            "gpu": gpu_name() if self.backend == "gpu" else None,
+            "host": platform.node(),
+            "platform": platform.platform(),
+            "parameters": self.params,
+            "input": {
+                "path": str(self.params.get("data_path") or adata.uns.get("input_path")),
+                "sha256": _sha256(self.params.get("data_path") or adata.uns.get("input_path")),
+            },
+            "n_cells": adata.n_obs,
+            "n_genes": adata.n_vars,
+            "versions": _versions(),
+        }
+        atomic_write_text(self.path / "provenance.json", json.dumps(prov, indent=1, default=str))
+        atomic_write_h5ad(adata, self.path / "adata.h5ad")
+        logger.info(f"results saved in {self.path}")
+
+
+def parse_params(items: list[str] | None) -> dict[str, Any]:
+    """Turn ``KEY=VALUE`` strings into a dict; values are read as JSON where they parse, else text."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ParameterError(f"--param {item!r} is not KEY=VALUE.")
+        k, v = item.split("=", 1)
+        try:
+            out[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k.strip()] = v
+    return out
+
+
+def notebook_parameters(notebook: Path) -> dict[str, Any]:
+    """Return the names and defaults of the notebook's ``parameters`` cell."""
+    import papermill as pm
+
+    return {k: v.get("default") for k, v in pm.inspect_notebook(str(notebook)).items()}
+
+
+def _mark(path: Path, status: str, detail: str = "") -> None:
+    atomic_write_text(path / STATUS_FILE, f"{status}\n{detail}".rstrip() + "\n")
+
+
+def _zip(folder: Path) -> Path:
+    target = folder.parent / f"{folder.name}.zip"
+
+    def write(tmp: Path) -> None:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+            for f in sorted(folder.rglob("*")):
+                if f.is_file() and not f.name.startswith("."):
+                    z.write(f, Path(folder.name) / f.relative_to(folder))
+
+    atomic_write(target, write)
+    final = folder / f"{folder.name}.zip"
+    os.replace(target, final)
+    return final
+
+
+def _html(nb_path: Path, out: Path) -> None:
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(nb_path, as_version=4))
+    atomic_write_text(out, body)
+
+
+class RunFailed(PlaybookError):
+    """The notebook stopped with an error; the run folder says where and keeps what was made."""
+
+    def __init__(self, message: str, path: Path, exit_code: int = 1):
+        super().__init__(message)
+        self.path = path
+        self.exit_code = exit_code
+
+
+def run_playbook(
+    *,
+    data: str | Path | None = None,
+    out: str | Path = "results",
+    params: dict[str, Any] | None = None,
+    notebook: str | Path | None = None,
+    progress: bool = True,
+) -> Path:
+    """Execute the notebook headless and return the new run folder.
+
+    The folder (``out/run-<timestamp>``, never an existing one) gets the executed notebook,
+    ``report.html``, ``adata.h5ad``, ``markers.csv``, ``timings.json``, ``provenance.json``,
+    ``figures/*.png``, a ``.zip`` of all of it, and ``STATUS`` (``succeeded`` or ``failed``).
+
+    Raises
+    ------
+    ParameterError
+        Unknown parameter names, before anything runs.
+    RunFailed
+        The notebook failed; the partial folder is kept, marked failed, with ``error.txt``.
+    """
+    import papermill as pm
+
+    nb = Path(notebook) if notebook else default_notebook()
+    if not nb.exists():
+        raise PlaybookError(
+            f"notebook {nb} not found; run from the playbook folder or set SCPLAYBOOK_NOTEBOOK."
+        )
+    params = dict(params or {})
+    if data is not None:
+        params["data_path"] = str(Path(data).expanduser().resolve())
+    known = notebook_parameters(nb)
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ParameterError(
+            f"unknown parameter(s) {', '.join(unknown)}; the notebook takes: {', '.join(known)}."
+        )
+    if params.get("data_path") and not Path(params["data_path"]).exists():
+        raise ParameterError(f"--data {params['data_path']} does not exist.")
+    run_dir = new_run_dir(out)
+    params["output_dir"] = str(run_dir.resolve())
+    _mark(run_dir, "running")
+    executed = run_dir / NOTEBOOK_NAME
+    logger.info(f"running {nb.name} -> {run_dir}")
+    error: BaseException | None = None
+    try:
+        pm.execute_notebook(
+            str(nb), str(executed), parameters=params, cwd=str(nb.parent), progress_bar=progress,
+            kernel_name=os.environ.get("SCPLAYBOOK_KERNEL", "python3"), log_output=False,
+        )  # fmt: skip
+    except BaseException as e:  # noqa: BLE001 - every failure is recorded, then re-raised below
+        error = e
+    if executed.exists():
+        try:
+            _html(executed, run_dir / "report.html")
+        except Exception as e:  # noqa: BLE001 - a report failure must not hide the run's own result
+            logger.warning(f"could not write report.html: {e}")
+    if error is None:
+        _mark(run_dir, "succeeded")
+        _zip(run_dir)
+        logger.info(f"run succeeded: {run_dir}")
+        return run_dir
+    msg, code = _describe(error)
+    atomic_write_text(
+        run_dir / "error.txt", msg + "\n\n" + "".join(traceback.format_exception(error))
+    )
+    _mark(run_dir, "failed", msg)
+    try:
+        _zip(run_dir)
+    except PlaybookError:
+        pass
+    if isinstance(error, KeyboardInterrupt):
+        raise error
+    raise RunFailed(
+        f"run failed: {msg}\nPartial results are kept in {run_dir} (see error.txt).", run_dir, code
+    ) from error
+
+
+def _describe(error: BaseException) -> tuple[str, int]:
+    name = type(error).__name__
+    if name == "PapermillExecutionError":
+        ename, evalue = getattr(error, "ename", ""), getattr(error, "evalue", "")
+        cell = getattr(error, "exec_count", None)
+        return f"cell {cell} raised {ename}: {evalue}", 1
+    if name == "DeadKernelError" or "Kernel died" in str(error):
+        return (
+            "the Python kernel died (killed, or out of host memory) before the notebook finished",
+            3,
+        )
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted by the user", 130
+    return f"{name}: {error}", 1

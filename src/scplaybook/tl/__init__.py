@@ -1,0 +1,19 @@
+"""Tools: clustering, embeddings, batch mixing, differential expression and trajectories."""
+
+from ._cluster import leiden, louvain
+from ._de import rank_genes_groups
+from ._embed import tsne, umap
+from ._metrics import batch_mixing
+from ._trajectory import diffmap, dpt, paga
+
+__all__ = [
+    "batch_mixing",
+    "diffmap",
+    "dpt",
+    "leiden",
+    "louvain",
+    "paga",
+    "rank_genes_groups",
+    "tsne",
+    "umap",
+]

@@ -1,0 +1,129 @@
+"""Graph clustering: Leiden and Louvain."""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from .._backend import backend_for_graph, rsc
+from .._errors import ParameterError
+from .._timing import note_backend, timed
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+
+def _connectivities(adata: AnnData, neighbors_key: str | None):
+    key = neighbors_key or "neighbors"
+    if key not in adata.uns:
+        raise ParameterError(
+            f"no neighbor graph {key!r}: run pp.neighbors(adata, key_added={neighbors_key!r}) first."
+        )
+    return adata.obsp[adata.uns[key]["connectivities_key"]]
+
+
+def _store(adata: AnnData, labels: np.ndarray, key_added: str, params: dict) -> None:
+    # order clusters by size, largest first, and name them 0, 1, 2, ... as scanpy does
+    labels = np.asarray(labels)
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    rank = np.empty_like(counts)
+    rank[np.argsort(-counts, kind="stable")] = np.arange(counts.size)
+    new = rank[inverse]
+    adata.obs[key_added] = pd.Categorical(
+        new.astype(str), categories=[str(i) for i in range(counts.size)]
+    )
+    adata.uns[key_added] = {"params": params}
+
+
+@timed("leiden")
+def leiden(
+    adata: AnnData,
+    *,
+    resolution: float = 1.0,
+    neighbors_key: str | None = None,
+    key_added: str = "leiden",
+    random_state: int = 0,
+) -> AnnData:
+    """Cluster the kNN graph with Leiden (cuGraph on GPU, igraph on CPU) into ``obs[key_added]``."""
+    conn = _connectivities(adata, neighbors_key)
+    params = {
+        "resolution": resolution,
+        "random_state": random_state,
+        "neighbors_key": neighbors_key,
+    }
+    if note_backend(backend_for_graph(adata, "leiden")) == "gpu":
+        rsc().tl.leiden(
+            adata,
+            resolution=resolution,
+            neighbors_key=neighbors_key,
+            key_added=key_added,
+            random_state=random_state,
+        )
+        labels = adata.obs[key_added].to_numpy()
+    else:
+        import igraph as ig
+
+        g = _igraph(conn, ig)
+        ig.set_random_number_generator(random.Random(random_state))
+        part = g.community_leiden(
+            objective_function="modularity",
+            weights="weight",
+            resolution=resolution,
+            n_iterations=-1,
+        )
+        labels = np.asarray(part.membership)
+    _store(adata, labels, key_added, params)
+    return adata
+
+
+@timed("louvain")
+def louvain(
+    adata: AnnData,
+    *,
+    resolution: float = 1.0,
+    neighbors_key: str | None = None,
+    key_added: str = "louvain",
+    random_state: int = 0,
+) -> AnnData:
+    """Cluster the kNN graph with Louvain (cuGraph on GPU, igraph on CPU) into ``obs[key_added]``.
+
+    scanpy's own ``tl.louvain`` needs the separate ``louvain`` package, and its ``igraph`` flavour
+    ignores ``resolution``; the CPU path here calls igraph's multilevel method with the resolution.
+    """
+    conn = _connectivities(adata, neighbors_key)
+    params = {
+        "resolution": resolution,
+        "random_state": random_state,
+        "neighbors_key": neighbors_key,
+    }
+    if note_backend(backend_for_graph(adata, "louvain")) == "gpu":
+        rsc().tl.louvain(
+            adata,
+            resolution=resolution,
+            neighbors_key=neighbors_key,
+            key_added=key_added,
+            random_state=random_state,
+        )
+        labels = adata.obs[key_added].to_numpy()
+    else:
+        import igraph as ig
+
+        g = _igraph(conn, ig)
+        ig.set_random_number_generator(random.Random(random_state))
+        labels = np.asarray(
+            g.community_multilevel(weights="weight", resolution=resolution).membership
+        )
+    _store(adata, labels, key_added, params)
+    return adata
+
+
+def _igraph(conn, ig):
+    import scipy.sparse as sp
+
+    upper = sp.triu(conn, k=1).tocoo()
+    g = ig.Graph(n=conn.shape[0], edges=np.column_stack([upper.row, upper.col]), directed=False)
+    g.es["weight"] = upper.data
+    return g

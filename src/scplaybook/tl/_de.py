@@ -1,0 +1,86 @@
+"""Differential expression: logistic regression and Wilcoxon rank-sum."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from .._backend import backend_for_graph, rsc
+from .._errors import ParameterError
+from .._settings import logger
+from .._timing import note_backend, timed
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+
+@timed("rank genes groups")
+def rank_genes_groups(
+    adata: AnnData,
+    groupby: str,
+    *,
+    method: Literal["wilcoxon", "logreg"] = "wilcoxon",
+    use_raw: bool | None = None,
+    key_added: str | None = None,
+    n_genes: int = 100,
+    min_group_size: int = 3,
+) -> AnnData:
+    """Rank marker genes of each group of ``obs[groupby]`` against the rest.
+
+    Parameters
+    ----------
+    adata
+        Data with ``raw`` (log-normalised, all genes) and/or ``X``.
+    groupby
+        Column of ``obs`` holding the groups.
+    method
+        ``"logreg"`` (the original playbook's, on the scaled highly variable genes when
+        ``use_raw=False``) or ``"wilcoxon"``.
+    use_raw
+        Test ``adata.raw`` (default when present) or ``X``.
+    key_added
+        Where in ``uns`` the result goes (default ``rank_genes_groups_{method}``).
+    n_genes
+        Genes kept per group.
+    min_group_size
+        Groups with fewer cells are left out (with a warning).
+
+    Returns
+    -------
+    ``adata`` with the scanpy-format result in ``uns[key_added]``.
+    """
+    if groupby not in adata.obs:
+        raise ParameterError(
+            f"groupby={groupby!r} is not a column of obs; the columns are: {', '.join(map(str, adata.obs.columns))}."
+        )
+    if method not in ("wilcoxon", "logreg"):
+        raise ParameterError(f"method={method!r} is not known: use 'wilcoxon' or 'logreg'.")
+    key_added = key_added or f"rank_genes_groups_{method}"
+    if adata.obs[groupby].dtype.name != "category":
+        adata.obs[groupby] = adata.obs[groupby].astype(str).astype("category")
+    sizes = adata.obs[groupby].value_counts()
+    groups = [str(g) for g, n in sizes.items() if n >= min_group_size]
+    if len(groups) < 2:
+        raise ParameterError(
+            f"{groupby!r} has fewer than two groups of {min_group_size}+ cells: nothing to compare."
+        )
+    if len(groups) < len(sizes):
+        logger.warning(
+            f"    groups with fewer than {min_group_size} cells left out: {sorted(set(map(str, sizes.index)) - set(groups))}"
+        )
+    sel = "all" if len(groups) == len(sizes) else groups
+    n_genes = min(
+        n_genes,
+        adata.raw.n_vars if (use_raw is not False and adata.raw is not None) else adata.n_vars,
+    )
+    kw = {"groups": sel, "use_raw": use_raw, "key_added": key_added, "n_genes": n_genes}
+    if note_backend(backend_for_graph(adata, "rank_genes_groups")) == "gpu":
+        if method == "logreg":
+            rsc().tl.rank_genes_groups_logreg(adata, groupby, **kw)
+        else:
+            rsc().tl.rank_genes_groups(adata, groupby, method="wilcoxon", **kw)
+    else:
+        import scanpy as sc
+
+        extra = {"max_iter": 200} if method == "logreg" else {}
+        sc.tl.rank_genes_groups(adata, groupby, method=method, **kw, **extra)
+    return adata

@@ -1,0 +1,103 @@
+"""Two-dimensional embeddings: UMAP and t-SNE."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .._backend import backend_for_graph, rsc
+from .._errors import ParameterError
+from .._timing import note_backend, timed
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+
+@timed("umap")
+def umap(
+    adata: AnnData,
+    *,
+    neighbors_key: str | None = None,
+    key_added: str = "X_umap",
+    min_dist: float = 0.5,
+    random_state: int = 0,
+) -> AnnData:
+    """Embed the kNN graph ``neighbors_key`` with UMAP into ``obsm[key_added]``."""
+    if (neighbors_key or "neighbors") not in adata.uns:
+        raise ParameterError(
+            f"no neighbor graph {neighbors_key or 'neighbors'!r}: run pp.neighbors first."
+        )
+    kw = {
+        "neighbors_key": neighbors_key,
+        "key_added": key_added,
+        "min_dist": min_dist,
+        "random_state": random_state,
+    }
+    if note_backend(backend_for_graph(adata, "umap")) == "gpu":
+        rsc().tl.umap(adata, **kw)
+        emb = adata.obsm[key_added]
+        if not isinstance(emb, np.ndarray):
+            adata.obsm[key_added] = emb.get()
+    else:
+        import scanpy as sc
+
+        sc.tl.umap(adata, **kw)
+    return adata
+
+
+@timed("t-SNE")
+def tsne(
+    adata: AnnData,
+    *,
+    use_rep: str = "X_pca_harmony",
+    n_pcs: int | None = 40,
+    perplexity: float = 30,
+    early_exaggeration: float = 12,
+    learning_rate: float = 200,
+    key_added: str = "X_tsne",
+    random_state: int = 0,
+) -> AnnData:
+    """Embed ``obsm[use_rep]`` with t-SNE into ``obsm[key_added]``.
+
+    The neighbour graph behind it has ``ceil(3 * perplexity)`` neighbours on both backends
+    (cuML's TSNE is given that many; scikit-learn's uses ``3 * perplexity + 1``); the number used is
+    in ``uns['tsne']['params']['n_neighbors']``.
+    """
+    if use_rep not in adata.obsm:
+        raise ParameterError(
+            f"use_rep={use_rep!r} is not in obsm; it has: {', '.join(adata.obsm)}."
+        )
+    n_neighbors = math.ceil(3 * perplexity)
+    if n_neighbors >= adata.n_obs:
+        raise ParameterError(
+            f"perplexity={perplexity} needs more than {n_neighbors} cells (3 x perplexity); "
+            f"there are {adata.n_obs}. Lower the perplexity."
+        )
+    X = np.asarray(adata.obsm[use_rep])[:, :n_pcs] if n_pcs else np.asarray(adata.obsm[use_rep])
+    if note_backend(backend_for_graph(adata, "tsne")) == "gpu":
+        rsc()  # loads the RAPIDS stack
+        from cuml.manifold import TSNE
+
+        emb = TSNE(
+            n_neighbors=n_neighbors, perplexity=perplexity, early_exaggeration=early_exaggeration,
+            learning_rate=learning_rate, random_state=random_state, method="barnes_hut",
+        ).fit_transform(X.astype(np.float32))  # fmt: skip
+        emb = emb.get() if hasattr(emb, "get") else np.asarray(emb)
+    else:
+        from sklearn.manifold import TSNE
+
+        n_neighbors = min(adata.n_obs - 1, int(3.0 * perplexity + 1))
+        emb = TSNE(
+            perplexity=perplexity, early_exaggeration=early_exaggeration, learning_rate=learning_rate,
+            random_state=random_state, n_jobs=-1, init="random",
+        ).fit_transform(X)  # fmt: skip
+    adata.obsm[key_added] = np.asarray(emb, dtype=np.float32)
+    adata.uns["tsne"] = {
+        "params": {
+            "perplexity": perplexity, "early_exaggeration": early_exaggeration,
+            "learning_rate": learning_rate, "use_rep": use_rep, "n_pcs": n_pcs, "n_neighbors": n_neighbors,
+        }
+    }  # fmt: skip
+    return adata

@@ -1,0 +1,140 @@
+"""Trajectory: diffusion map, diffusion pseudotime (DPT) and PAGA."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .._backend import backend_for_graph, rsc
+from .._errors import ParameterError
+from .._timing import note_backend, timed
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from anndata import AnnData
+
+
+def _diffmap(adata: AnnData, neighbors_key: str | None, n_comps: int) -> None:
+    if note_backend(backend_for_graph(adata, "diffmap")) == "gpu":
+        rsc().tl.diffmap(adata, n_comps=n_comps, neighbors_key=neighbors_key)
+        for k in ("X_diffmap",):
+            if not isinstance(adata.obsm[k], np.ndarray):
+                adata.obsm[k] = adata.obsm[k].get()
+        ev = adata.uns["diffmap_evals"]
+        adata.uns["diffmap_evals"] = ev.get() if hasattr(ev, "get") else np.asarray(ev)
+    else:
+        import scanpy as sc
+
+        sc.tl.diffmap(adata, n_comps=n_comps, neighbors_key=neighbors_key)
+
+
+@timed("diffusion map")
+def diffmap(adata: AnnData, *, neighbors_key: str | None = None, n_comps: int = 15) -> AnnData:
+    """Diffusion map of the kNN graph into ``obsm['X_diffmap']`` (first column: the trivial one)."""
+    if (neighbors_key or "neighbors") not in adata.uns:
+        raise ParameterError(
+            f"no neighbor graph {neighbors_key or 'neighbors'!r}: run pp.neighbors first."
+        )
+    _diffmap(adata, neighbors_key, n_comps)
+    return adata
+
+
+def _root_cell(dc: np.ndarray, in_root: np.ndarray) -> int:
+    """Pick the root group's cell at the far end of the diffusion component that separates it.
+
+    The component is the one with the largest standardised difference between the root group
+    and the rest of the lineage; the root is the root-group cell farthest out along it, away from
+    the rest. With the root group alone, the cell at the end of the first component is taken.
+    """
+    if in_root.all():
+        return int(np.argmin(dc[:, 0]))
+    a, b = dc[in_root], dc[~in_root]
+    sep = (a.mean(0) - b.mean(0)) / np.sqrt(0.5 * (a.var(0) + b.var(0)) + 1e-12)
+    j = int(np.argmax(np.abs(sep)))
+    score = np.sign(sep[j]) * dc[:, j]
+    score[~in_root] = -np.inf
+    return int(np.argmax(score))
+
+
+@timed("DPT pseudotime")
+def dpt(
+    adata: AnnData,
+    *,
+    groupby: str,
+    root_group: str,
+    groups: Sequence[str] | None = None,
+    use_rep: str = "X_pca_harmony",
+    n_neighbors: int = 15,
+    n_dcs: int = 10,
+    random_state: int = 0,
+) -> AnnData:
+    """Diffusion pseudotime along one lineage, from a root chosen by group.
+
+    The lineage is the cells of ``groups`` (all cells when ``None``); a kNN graph and diffusion map
+    are computed on it, and the root is the cell of ``root_group`` farthest out
+    along the diffusion component that best separates it from the lineage's other cells (the start
+    of the process, not its middle).
+
+    Returns
+    -------
+    ``adata`` with ``obs['dpt_pseudotime']`` (NaN outside the lineage) and
+    ``uns['dpt']`` (root cell, groups, parameters).
+    """
+    import anndata as ad
+    import scanpy as sc
+
+    if groupby not in adata.obs:
+        raise ParameterError(
+            f"dpt groupby={groupby!r} is not a column of obs; the columns are: {', '.join(map(str, adata.obs.columns))}."
+        )
+    labels = adata.obs[groupby].astype(str)
+    present = sorted(labels.unique())
+    wanted = list(groups) if groups is not None else present
+    for g in [root_group, *wanted]:
+        if g not in present:
+            raise ParameterError(
+                f"dpt group {g!r} is not in obs[{groupby!r}]; it has: {', '.join(present)}."
+            )
+    mask = labels.isin(wanted).to_numpy()
+    sub = ad.AnnData(obs=adata.obs.loc[mask, [groupby]].copy())
+    sub.obsm[use_rep] = np.asarray(adata.obsm[use_rep])[mask]
+    if sub.n_obs <= n_neighbors + 1:
+        raise ParameterError(
+            f"the lineage {wanted} has {sub.n_obs} cells: too few for {n_neighbors} neighbours."
+        )
+    if note_backend(backend_for_graph(adata, "dpt")) == "gpu":
+        rsc().pp.neighbors(sub, n_neighbors=n_neighbors, use_rep=use_rep, random_state=random_state)
+    else:
+        sc.pp.neighbors(sub, n_neighbors=n_neighbors, use_rep=use_rep, random_state=random_state)
+    _diffmap(sub, None, max(n_dcs, 2) + 1)
+    dc = sub.obsm["X_diffmap"][:, 1 : n_dcs + 1]
+    in_root = (sub.obs[groupby].astype(str) == root_group).to_numpy()
+    iroot = _root_cell(dc, in_root)
+    sub.uns["iroot"] = iroot
+    sc.tl.dpt(sub, n_dcs=n_dcs)
+    pt = np.full(adata.n_obs, np.nan)
+    pt[mask] = sub.obs["dpt_pseudotime"].to_numpy()
+    adata.obs["dpt_pseudotime"] = pt
+    adata.uns["dpt"] = {
+        "root_cell": str(sub.obs_names[iroot]),
+        "root_group": root_group,
+        "groupby": groupby,
+        "groups": wanted,
+        "n_dcs": n_dcs,
+        "n_neighbors": n_neighbors,
+    }
+    return adata
+
+
+@timed("PAGA")
+def paga(adata: AnnData, *, groups: str, neighbors_key: str | None = None) -> AnnData:
+    """Partition-based graph abstraction of ``obs[groups]`` on the kNN graph (``uns['paga']``)."""
+    import scanpy as sc
+
+    if groups not in adata.obs:
+        raise ParameterError(f"paga groups={groups!r} is not a column of obs.")
+    note_backend("cpu")
+    sc.tl.paga(adata, groups=groups, neighbors_key=neighbors_key)
+    return adata
