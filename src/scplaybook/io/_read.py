@@ -178,7 +178,7 @@ def read(
                 if layer not in adata.layers:
                     raise ParameterError(
                         f"layer={layer!r} is not in {path}; its layers are: "
-                        f"{', '.join(adata.layers) or 'none'}."
+                        f"{', '.join(k for k in adata.layers.keys() if isinstance(k, str)) or 'none'}."
                     )
                 adata.X = adata.layers[layer]
         else:
@@ -203,38 +203,51 @@ def read(
             f"{path} holds an empty matrix ({adata.n_obs} cells x {adata.n_vars} genes)."
         )
     if check_counts:
-        adata.X = check_raw_counts(adata.X, source=str(path), layers=list(adata.layers))
+        adata.X = check_raw_counts(adata.X, source=str(path), layers=[k for k in adata.layers.keys() if isinstance(k, str)])
     logger.info(f"read {path.name}: {adata.n_obs} cells x {adata.n_vars} genes")
     return adata
 
 
-def _read_mtx(folder: Path, prefix: str) -> AnnData:
-    import scanpy as sc
+def _open(path: Path):
+    return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
 
-    feat = [
-        f"{prefix}features.tsv.gz",
-        f"{prefix}features.tsv",
-        f"{prefix}genes.tsv.gz",
-        f"{prefix}genes.tsv",
-    ]
-    bc = [f"{prefix}barcodes.tsv.gz", f"{prefix}barcodes.tsv"]
-    if not any((folder / f).exists() for f in feat):
-        raise InputError(
-            f"{folder} has a matrix but no {prefix}features.tsv.gz (or {prefix}genes.tsv): copy it in."
-        )
-    if not any((folder / f).exists() for f in bc):
+
+def _first(folder: Path, names: list[str]) -> Path | None:
+    return next((folder / n for n in names if (folder / n).exists()), None)
+
+
+def _read_mtx(folder: Path, prefix: str) -> AnnData:
+    """Read a 10x matrix folder, v2 (genes.tsv) or v3 (features.tsv), plain or gzipped."""
+    import anndata as ad
+    import pandas as pd
+    import scipy.io
+
+    mtx = _first(folder, [f"{prefix}{n}" for n in _MTX_NAMES])
+    feat = _first(folder, [f"{prefix}features.tsv.gz", f"{prefix}features.tsv", f"{prefix}genes.tsv.gz", f"{prefix}genes.tsv"])
+    bc = _first(folder, [f"{prefix}barcodes.tsv.gz", f"{prefix}barcodes.tsv"])
+    if feat is None:
+        raise InputError(f"{folder} has a matrix but no {prefix}features.tsv.gz (or {prefix}genes.tsv): copy it in.")
+    if bc is None:
         raise InputError(f"{folder} has a matrix but no {prefix}barcodes.tsv.gz: copy it in.")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            adata = sc.read_10x_mtx(
-                folder, var_names="gene_symbols", make_unique=False, prefix=prefix or None
-            )
-    except (OSError, ValueError, EOFError, gzip.BadGzipFile) as e:
+        with _open(mtx) as f:
+            X = sp.csr_matrix(scipy.io.mmread(f).T)
+        with _open(feat) as f:
+            genes = pd.read_csv(f, sep="\t", header=None, dtype=str)
+        with _open(bc) as f:
+            barcodes = pd.read_csv(f, sep="\t", header=None, dtype=str)[0].to_numpy()
+    except (OSError, ValueError, EOFError) as e:
+        raise InputError(f"{folder}: the 10x matrix files could not be read ({type(e).__name__}: {e}).") from e
+    if X.shape != (len(barcodes), len(genes)):
         raise InputError(
-            f"{folder}: the 10x matrix files could not be read ({type(e).__name__}: {e})."
-        ) from e
-    return adata
+            f"{folder}: the matrix is {X.shape[1]} genes x {X.shape[0]} cells but {feat.name} lists "
+            f"{len(genes)} genes and {bc.name} {len(barcodes)} barcodes: the files do not belong together."
+        )
+    var = pd.DataFrame({"gene_ids": genes[0].to_numpy()})
+    if genes.shape[1] > 2:
+        var["feature_types"] = genes[2].to_numpy()
+    var.index = genes[1 if genes.shape[1] > 1 else 0].to_numpy()
+    return ad.AnnData(X=X.astype(np.float32), obs=pd.DataFrame(index=barcodes), var=var)
 
 
 def _set_gene_symbols(adata: AnnData, gene_symbols: str | None, path: Path) -> AnnData:

@@ -1,5 +1,23 @@
 """Headless runs of the playbook notebook and the results folder."""
 
-from ._run import Run, RunFailed, new_run_dir, notebook_parameters, parse_params, run_playbook
+from ._run import (
+    Run,
+    RunFailed,
+    check_params,
+    new_run_dir,
+    notebook_parameter_names,
+    notebook_parameters,
+    parse_params,
+    run_playbook,
+)
 
-__all__ = ["Run", "RunFailed", "new_run_dir", "notebook_parameters", "parse_params", "run_playbook"]
+__all__ = [
+    "Run",
+    "RunFailed",
+    "check_params",
+    "new_run_dir",
+    "notebook_parameter_names",
+    "notebook_parameters",
+    "parse_params",
+    "run_playbook",
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -311,3 +312,53 @@ def _describe(error: BaseException) -> tuple[str, int]:
     if isinstance(error, KeyboardInterrupt):
         return "interrupted by the user", 130
     return f"{name}: {error}", 1
+
+
+@functools.cache
+def notebook_parameter_names() -> tuple[str, ...]:
+    """Return the parameter names of the playbook notebook's ``parameters`` cell."""
+    return tuple(notebook_parameters(default_notebook()))
+
+
+def check_params(adata: AnnData, params: dict[str, Any]) -> None:
+    """Check the parameters against the loaded data before any long computation.
+
+    Raises
+    ------
+    ParameterError
+        A batch or label column that is not in ``obs`` (the message lists those that are), a DPT
+        root that is not a label, or more neighbours or PCs than the data allows.
+    """
+    cols = ", ".join(map(str, adata.obs.columns)) or "none"
+    batch_key, label_key = params.get("batch_key"), params.get("label_key")
+    if batch_key is not None and batch_key not in adata.obs:
+        raise ParameterError(
+            f"batch_key={batch_key!r} is not a column of obs; the columns are: {cols}."
+        )
+    if label_key is not None and label_key not in adata.obs:
+        raise ParameterError(
+            f"label_key={label_key!r} is not a column of obs; the columns are: {cols} (or use None)."
+        )
+    root, groups = params.get("dpt_root"), params.get("dpt_groups")
+    if root is not None and label_key is not None:
+        present = set(adata.obs[label_key].astype(str))
+        for g in [root, *(groups or [])]:
+            if g not in present:
+                raise ParameterError(
+                    f"DPT group {g!r} is not a value of obs[{label_key!r}] ({', '.join(sorted(present))}); "
+                    "set dpt_root/dpt_groups, or dpt_root=None to skip pseudotime."
+                )
+    n_neighbors, n_pcs, n_comps = (params.get(k) for k in ("n_neighbors", "n_pcs", "n_comps"))
+    if n_neighbors is not None and n_neighbors >= adata.n_obs:
+        raise ParameterError(
+            f"n_neighbors={n_neighbors} needs more cells than the {adata.n_obs} in the data."
+        )
+    if n_comps is not None and n_comps >= min(adata.n_obs, adata.n_vars):
+        raise ParameterError(
+            f"n_comps={n_comps} is too many for {adata.n_obs} cells x {adata.n_vars} genes."
+        )
+    if n_pcs is not None and n_comps is not None and n_pcs > n_comps:
+        raise ParameterError(
+            f"n_pcs={n_pcs} is more than n_comps={n_comps}: raise n_comps or lower n_pcs."
+        )
+    adata.uns["input_path"] = str(params.get("data_path") or "")
