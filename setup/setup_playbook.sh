@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs INSIDE the RAPIDS container (or Apptainer image): installs the pinned requirements on top of
+# the image's RAPIDS, then serves JupyterLab on the playbook or, with --headless, runs it.
+set -euo pipefail
+PLAYBOOK=${PLAYBOOK_DIR:-/home/rapids/playbook}
+RESULTS=${PLAYBOOK_RESULTS:-/home/rapids/results}
+WORK=${PLAYBOOK_WORK:-/home/rapids/work}
+args=()
+[ -z "${PLAYBOOK_WHEELHOUSE:-}" ] || args+=(--no-index --find-links "$PLAYBOOK_WHEELHOUSE")
+cuda=$(python -c 'import cupy; print(cupy.cuda.runtime.runtimeGetVersion() // 1000)' 2>/dev/null || echo 13)
+python -m pip install -q "${args[@]}" -r "$PLAYBOOK/setup/requirements-gpu-cu$cuda.txt"
+python -m pip install -q "${args[@]}" --no-deps "$PLAYBOOK"
+mkdir -p "$WORK"
+cp -n "$PLAYBOOK/scRNA_analysis_preprocessing.ipynb" "$WORK/" 2>/dev/null || true
+ln -sfn "$RESULTS" "$WORK/results"
+export SCPLAYBOOK_NOTEBOOK="$WORK/scRNA_analysis_preprocessing.ipynb"
+cd "$WORK"
+if [ "${1:-}" = "--headless" ]; then
+  shift
+  exec python -m scplaybook run --out "$RESULTS" "$@"
+fi
+: "${JUPYTER_TOKEN:?the launcher passes JUPYTER_TOKEN; refusing to serve JupyterLab without a token}"
+exec jupyter lab --no-browser --ip=0.0.0.0 --port="${PLAYBOOK_PORT:-8888}" --ServerApp.root_dir="$WORK" \
+  --ServerApp.port_retries=0

@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# Start the single-cell playbook: JupyterLab (or a headless run) in the RAPIDS container, in a local
+# virtual environment (--local; automatic without docker), or through Apptainer (--apptainer).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=setup/lib.sh
+source "$ROOT/setup/lib.sh"
+
+RAPIDS_VERSION=${PLAYBOOK_RAPIDS_VERSION:-25.10}
+IMAGE_REPO=${PLAYBOOK_IMAGE_REPO:-nvcr.io/nvidia/rapidsai/notebooks}
+MIN_DISK_GB=${PLAYBOOK_MIN_DISK_GB:-30}
+MODE=docker GPU=auto HEADLESS=0 PUBLIC=0 PORT=8888 WHEELHOUSE="" DATA="" OUT="$ROOT/results" MODE_SET=0
+PARAMS=()
+
+usage() {
+  cat <<USAGE
+usage: $0 [--local | --apptainer] [--headless] [options]
+  (default)          RAPIDS container through docker with the NVIDIA runtime
+  --local            no docker: a virtual environment here (Python >= 3.12); CPU unless --gpu
+  --apptainer        HPC: the RAPIDS image through Apptainer/Singularity with --nv
+  --headless         run the notebook end to end into results/ instead of serving JupyterLab
+  --gpu | --cpu      with --local: install the GPU (rapids-singlecell) or CPU set
+  --data PATH        input .h5ad / 10x .h5 / 10x folder (default: the embedded demo dataset)
+  --out DIR          results folder (default: results/)
+  --param KEY=VALUE  a notebook parameter (repeatable)
+  --port N           first port to try (default 8888; the next free one is taken)
+  --public           listen on all interfaces (the token is still required)
+  --wheelhouse DIR   install offline from a folder of wheels (see setup/download_wheels.sh)
+USAGE
+}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --local) MODE=local MODE_SET=1 ;;
+    --apptainer) MODE=apptainer MODE_SET=1 ;;
+    --headless) HEADLESS=1 ;;
+    --gpu) GPU=1 ;;
+    --cpu) GPU=0 ;;
+    --public) PUBLIC=1 ;;
+    --port) PORT=${2:?--port needs a number}; shift ;;
+    --data) DATA=${2:?--data needs a path}; shift ;;
+    --out) OUT=${2:?--out needs a folder}; shift ;;
+    --param) PARAMS+=("--param" "${2:?--param needs KEY=VALUE}"); shift ;;
+    --wheelhouse) WHEELHOUSE=${2:?--wheelhouse needs a folder}; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) usage >&2; die "unknown option $1" ;;
+  esac
+  shift
+done
+case "$PORT" in '' | *[!0-9]*) die "--port $PORT is not a number" ;; esac
+[ -z "$DATA" ] || [ -e "$DATA" ] || die "--data $DATA does not exist"
+mkdir -p "$OUT" || die "cannot create the results folder $OUT"
+OUT=$(cd "$OUT" && pwd)
+
+# --- preflight ----------------------------------------------------------------------------------
+driver_major() { nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -n1 | cut -d. -f1; }
+
+cuda_major_for_driver() { # driver major -> CUDA major of the image, or nothing if too old
+  local d=$1
+  if [ "$d" -ge 580 ]; then echo 13; elif [ "$d" -ge 525 ]; then echo 12; fi
+}
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+pick_port() {
+  local p
+  for p in $(seq "$PORT" $((PORT + 20))); do
+    if port_free "$p"; then
+      [ "$p" = "$PORT" ] || say "port $PORT is taken; using $p instead"
+      echo "$p"; return 0
+    fi
+  done
+  EXIT_CODE=3 die "ports $PORT-$((PORT + 20)) are all taken: free one or pass --port N"
+}
+
+free_disk_gb() { df -Pk "${1:-$HOME}" 2>/dev/null | awk 'NR==2 {print int($4 / 1048576)}'; }
+
+new_token() { od -An -N32 -tx1 /dev/urandom | tr -d ' \n'; }
+
+# Kernel caches live on the host, per GPU architecture and library versions, so only the first
+# run on a machine compiles GPU kernels.
+cache_dir() {
+  local arch
+  arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n1 | tr -d '.' || true)
+  echo "$ROOT/cache/sm${arch:-none}-rapids${RAPIDS_VERSION}"
+}
+
+# --- modes --------------------------------------------------------------------------------------
+run_local() {
+  local venv req
+  venv=${PLAYBOOK_VENV:-$ROOT/.venv}
+  if [ "$GPU" = auto ]; then GPU=0; fi
+  req=requirements-cpu.txt
+  if [ "$GPU" = 1 ]; then
+    local d cu
+    d=$(driver_major) || true
+    [ -n "$d" ] || die "--gpu: nvidia-smi finds no NVIDIA driver/GPU. Install the driver, or drop --gpu for the CPU."
+    cu=$(cuda_major_for_driver "$d")
+    [ -n "$cu" ] || die "NVIDIA driver $d is too old for RAPIDS (needs >= 525): update the driver."
+    req=requirements-gpu-cu$cu.txt
+  fi
+  ensure_venv "$venv" "$req" "$WHEELHOUSE"
+  local cache
+  cache=$(cache_dir); mkdir -p "$cache"
+  export CUPY_CACHE_DIR="$cache/cupy" NUMBA_CACHE_DIR="$cache/numba" SCPLAYBOOK_DATA="${SCPLAYBOOK_DATA:-$ROOT/data/cache}"
+  if [ "$HEADLESS" = 1 ]; then
+    local args=(run --out "$OUT")
+    [ -z "$DATA" ] || args+=(--data "$DATA")
+    exec "$venv/bin/python" -m scplaybook "${args[@]}" "${PARAMS[@]}"
+  fi
+  local port ip=127.0.0.1
+  port=$(pick_port)
+  [ "$PUBLIC" = 0 ] || ip=0.0.0.0
+  JUPYTER_TOKEN=$(new_token); export JUPYTER_TOKEN
+  say "JupyterLab on $ip:$port; open: http://127.0.0.1:$port/lab/tree/scRNA_analysis_preprocessing.ipynb?token=$JUPYTER_TOKEN"
+  say "results go to $OUT; stop with Ctrl-C (nothing in results/ is lost)"
+  cd "$ROOT"
+  exec "$venv/bin/python" -m jupyter lab --no-browser --ip="$ip" --port="$port" --ServerApp.port_retries=0 \
+    --ServerApp.root_dir="$ROOT" 2>&1 | grep -v -e 'token=' -e '^\s*$' || true
+}
+
+docker_preflight() {
+  local out
+  if ! out=$(docker info 2>&1); then
+    case "$out" in
+      *"permission denied"*) die "docker is installed but you may not use it. Run: sudo usermod -aG docker \$USER, log out and in again (or use --local)." ;;
+      *) die "docker does not answer ($(echo "$out" | head -n1)). Start the docker service, or use --local." ;;
+    esac
+  fi
+  case "$out" in
+    *nvidia*) ;;
+    *) die "docker has no NVIDIA runtime: install the NVIDIA Container Toolkit (nvidia-ctk runtime configure --runtime=docker), or use --local for the CPU." ;;
+  esac
+}
+
+gpu_image() {
+  local d cu
+  d=$(driver_major) || true
+  [ -n "$d" ] || die "no NVIDIA GPU/driver found (nvidia-smi fails). Use --local to run on the CPU."
+  cu=$(cuda_major_for_driver "$d")
+  [ -n "$cu" ] || die "NVIDIA driver $d is too old for the RAPIDS $RAPIDS_VERSION images (need >= 525 for CUDA 12, >= 580 for CUDA 13): update the driver."
+  echo "$IMAGE_REPO:$RAPIDS_VERSION-cuda$cu-py3.13"
+}
+
+run_docker() {
+  docker_preflight
+  local image port gb cache token
+  image=$(gpu_image)
+  gb=$(free_disk_gb "$(docker info --format '{{.DockerRootDir}}' 2>/dev/null || echo /var/lib/docker)")
+  [ -z "$gb" ] || [ "$gb" -ge "$MIN_DISK_GB" ] || die "only ${gb} GB free for docker images; the RAPIDS image needs about ${MIN_DISK_GB} GB. Free disk space."
+  cache=$(cache_dir); mkdir -p "$cache" "$ROOT/data/cache"
+  say "pulling $image (once; a few GB) ..."
+  docker pull "$image" >&2 || die "docker pull $image failed (network?)"
+  local common=(--rm --gpus all --shm-size=1g --ulimit memlock=-1 --ulimit stack=67108864
+    -v "$ROOT:/home/rapids/playbook:ro" -v "$OUT:/home/rapids/results" -v "$cache:/home/rapids/cache"
+    -v "$ROOT/data/cache:/home/rapids/data"
+    -e CUPY_CACHE_DIR=/home/rapids/cache/cupy -e NUMBA_CACHE_DIR=/home/rapids/cache/numba
+    -e SCPLAYBOOK_DATA=/home/rapids/data -e "PLAYBOOK_WHEELHOUSE=${WHEELHOUSE:+/home/rapids/wheels}")
+  [ -z "$WHEELHOUSE" ] || common+=(-v "$(cd "$WHEELHOUSE" && pwd):/home/rapids/wheels:ro")
+  if [ "$HEADLESS" = 1 ]; then
+    local args=()
+    [ -z "$DATA" ] || { common+=(-v "$(cd "$(dirname "$DATA")" && pwd):/home/rapids/input:ro"); args+=(--data "/home/rapids/input/$(basename "$DATA")"); }
+    exec docker run "${common[@]}" "$image" bash /home/rapids/playbook/setup/setup_playbook.sh --headless "${args[@]}" "${PARAMS[@]}"
+  fi
+  port=$(pick_port)
+  local bind=127.0.0.1
+  [ "$PUBLIC" = 0 ] || bind=0.0.0.0
+  token=$(new_token); export JUPYTER_TOKEN=$token
+  say "open: http://127.0.0.1:$port/lab/tree/scRNA_analysis_preprocessing.ipynb?token=$token"
+  say "results are kept in $OUT on this machine; stop with Ctrl-C"
+  exec docker run -it "${common[@]}" -p "$bind:$port:8888" -e JUPYTER_TOKEN "$image" \
+    bash /home/rapids/playbook/setup/setup_playbook.sh
+}
+
+run_apptainer() {
+  local tool image cache
+  tool=$(command -v apptainer || command -v singularity) || die "neither apptainer nor singularity is on PATH: load its module (module load apptainer) or use --local."
+  image=$(gpu_image)
+  cache=$(cache_dir); mkdir -p "$cache" "$ROOT/data/cache"
+  local common=(--nv --cleanenv --bind "$ROOT:/home/rapids/playbook:ro" --bind "$OUT:/home/rapids/results"
+    --bind "$cache:/home/rapids/cache" --bind "$ROOT/data/cache:/home/rapids/data"
+    --env CUPY_CACHE_DIR=/home/rapids/cache/cupy --env NUMBA_CACHE_DIR=/home/rapids/cache/numba
+    --env SCPLAYBOOK_DATA=/home/rapids/data)
+  if [ "$HEADLESS" = 1 ]; then
+    local args=()
+    [ -z "$DATA" ] || args+=(--data "$(cd "$(dirname "$DATA")" && pwd)/$(basename "$DATA")")
+    exec "$tool" exec "${common[@]}" "docker://$image" bash /home/rapids/playbook/setup/setup_playbook.sh --headless "${args[@]}" "${PARAMS[@]}"
+  fi
+  local port
+  port=$(pick_port)
+  JUPYTER_TOKEN=$(new_token); export JUPYTER_TOKEN APPTAINERENV_JUPYTER_TOKEN=$JUPYTER_TOKEN
+  say "open (through an SSH tunnel to this node): http://127.0.0.1:$port/lab?token=$JUPYTER_TOKEN"
+  exec "$tool" exec "${common[@]}" --env "PLAYBOOK_PORT=$port" "docker://$image" \
+    bash /home/rapids/playbook/setup/setup_playbook.sh
+}
+
+if [ "$MODE" = docker ] && ! command -v docker >/dev/null 2>&1; then
+  [ "$MODE_SET" = 1 ] || say "docker was not found: running in a local virtual environment instead (--local)."
+  MODE=local
+fi
+case "$MODE" in
+  docker) run_docker ;;
+  local) run_local ;;
+  apptainer) run_apptainer ;;
+esac

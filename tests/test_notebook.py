@@ -1,0 +1,114 @@
+"""The whole notebook, headless, on the demo data: biology recovered and every result file written."""
+
+import json
+import zipfile
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import spearmanr
+from sklearn.metrics import adjusted_rand_score
+
+import scplaybook as scp
+from scplaybook._cli import main
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("results")
+    return scp.runner.run_playbook(out=out, params={"backend": "cpu"}, progress=False)
+
+
+@pytest.fixture(scope="module")
+def result(run_dir):
+    return ad.read_h5ad(run_dir / "adata.h5ad")
+
+
+def test_all_results_present_and_readable(run_dir):
+    assert (run_dir / "STATUS").read_text().startswith("succeeded")
+    for name in ("scRNA_analysis_preprocessing.ipynb", "report.html", "adata.h5ad", "markers.csv"):
+        assert (run_dir / name).stat().st_size > 0, name
+    timings = json.loads((run_dir / "timings.json").read_text())
+    steps = {t["step"].split(" (")[0] for t in timings}
+    assert {"harmony", "t-SNE", "DPT pseudotime", "PAGA", "rank genes groups"} <= steps
+    prov = json.loads((run_dir / "provenance.json").read_text())
+    assert prov["backend"] == "cpu" and prov["versions"]["scanpy"] and len(prov["input"]["sha256"]) == 64
+    assert prov["parameters"]["n_neighbors"] == 15
+    figs = {p.stem for p in (run_dir / "figures").glob("*.png")}
+    assert {"qc_before_filtering", "umap_before_harmony", "umap_after_harmony", "tsne", "paga", "dpt_pseudotime",
+            "batch_mixing", "timings"} <= figs  # fmt: skip
+    for p in (run_dir / "figures").glob("*.png"):
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with zipfile.ZipFile(run_dir / f"{run_dir.name}.zip") as z:
+        names = z.namelist()
+        assert z.testzip() is None
+    assert f"{run_dir.name}/adata.h5ad" in names and f"{run_dir.name}/figures/tsne.png" in names
+    html = (run_dir / "report.html").read_text()
+    assert "Harmony" in html and "data:image/png;base64" in html
+    nb = json.loads((run_dir / "scRNA_analysis_preprocessing.ipynb").read_text())
+    assert not [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    markers = pd.read_csv(run_dir / "markers.csv")
+    assert set(markers["method"]) == {"logreg", "wilcoxon"}
+
+
+def test_clusters_match_cell_types(result):
+    assert adjusted_rand_score(result.obs["cell_type"], result.obs["leiden_harmony"]) >= 0.8
+
+
+def test_harmony_mixes_batches(result):
+    mix = result.uns["batch_mixing"]
+    assert mix["harmony"] > mix["neighbors"] + 0.15
+    assert mix["neighbors"] < 0.45  # uncorrected neighbourhoods are dominated by one assay
+
+
+@pytest.mark.parametrize("method", ["wilcoxon", "logreg"])
+def test_planted_markers_found(result, method):
+    top = scp.get.markers(result, key=f"rank_genes_groups_{method}", n_genes=10)
+    for cell_type, planted in result.uns["planted_markers"].items():
+        found = set(top.loc[top["group"] == cell_type, "gene"]) & set(planted)
+        assert len(found) >= 3, (method, cell_type, found)
+
+
+def test_pseudotime_follows_the_truth(result):
+    m = result.obs["true_pseudotime"].notna()
+    rho = spearmanr(result.obs.loc[m, "dpt_pseudotime"], result.obs.loc[m, "true_pseudotime"]).statistic
+    assert rho >= 0.9
+
+
+def test_qc_removes_low_quality_keeps_good(result):
+    raw = ad.read_h5ad(scp.datasets.demo_path(), backed="r").obs
+    kept = raw.index.isin(result.obs_names)
+    lq = raw["is_low_quality"].to_numpy()
+    assert (~kept[lq]).mean() >= 0.9
+    assert kept[~lq].mean() >= 0.95
+
+
+def test_a_second_run_never_touches_the_first(run_dir, tmp_path):
+    before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*")}
+    with pytest.raises(scp.ParameterError, match="unknown parameter"):
+        scp.runner.run_playbook(out=run_dir.parent, params={"n_neighbours": 10})
+    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*")} == before
+    assert [p for p in run_dir.parent.iterdir() if p.is_dir()] == [run_dir]
+
+
+def test_failed_cell_marks_run_failed(tmp_path, capsys):
+    code = main(["run", "--out", str(tmp_path), "--param", "batch_key=donor"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "batch_key='donor' is not a column of obs" in err and "assay" in err
+    (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert (run / "STATUS").read_text().startswith("failed")
+    assert "batch_key='donor'" in (run / "error.txt").read_text()
+    nb = json.loads((run / "scRNA_analysis_preprocessing.ipynb").read_text())
+    assert any(o.get("output_type") == "error" for c in nb["cells"] for o in c.get("outputs", []))
+    assert not (run / "adata.h5ad").exists()
+
+
+def test_cli_rejects_missing_data(tmp_path, capsys):
+    assert main(["run", "--out", str(tmp_path), "--data", str(tmp_path / "none.h5ad")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert list(Path(tmp_path).iterdir()) == []

@@ -1,0 +1,138 @@
+"""Single steps: errors before long work, backend rules, the Harmony orientation fix."""
+
+import numpy as np
+import pytest
+
+import scplaybook as scp
+from scplaybook import BackendError, ParameterError
+from scplaybook.pp._harmony import _harmonypy_corrected
+
+
+def _prep(a):
+    scp.pp.calculate_qc_metrics(a)
+    scp.pp.filter_cells(a)
+    scp.pp.filter_genes(a)
+    scp.pp.normalize_total(a)
+    scp.pp.log1p(a)
+    scp.pp.highly_variable_genes(a, n_top_genes=500)
+    return a
+
+
+def test_filter_that_removes_every_cell_says_so(adata):
+    scp.pp.calculate_qc_metrics(adata)
+    n = adata.n_obs
+    with pytest.raises(ParameterError, match="removes every one"):
+        scp.pp.filter_cells(adata, min_genes=10**6)
+    assert adata.n_obs == n  # data untouched
+    with pytest.raises(ParameterError, match="removes every gene"):
+        scp.pp.filter_genes(adata, min_cells=10**6)
+
+
+def test_mad_filter_catches_planted_low_quality(adata):
+    scp.pp.calculate_qc_metrics(adata)
+    lq = adata.obs["is_low_quality"].to_numpy().copy()
+    names = adata.obs_names.copy()
+    scp.pp.filter_cells(adata, method="mad", n_mads=4)
+    kept = names.isin(adata.obs_names)
+    assert (~kept[lq]).mean() > 0.85 and kept[~lq].mean() > 0.95
+    assert adata.uns["filter_cells"]["method"] == "mad"
+
+
+def test_regress_out_matches_scanpy(adata):
+    import scanpy as sc
+
+    _prep(adata)
+    ref = adata.copy()
+    sc.pp.regress_out(ref, ["total_counts", "pct_counts_mt"])
+    scp.pp.regress_out(adata, ["total_counts", "pct_counts_mt"])
+    np.testing.assert_allclose(adata.X, ref.X, atol=2e-3, rtol=1e-3)
+
+
+def test_too_many_pcs_and_neighbors(adata):
+    _prep(adata)
+    with pytest.raises(ParameterError, match="n_pcs=5000 is too many"):
+        scp.pp.pca(adata, n_comps=5000)
+    scp.pp.pca(adata, n_comps=20)
+    with pytest.raises(ParameterError, match="n_pcs=40 is more than the 20 columns"):
+        scp.pp.neighbors(adata, n_pcs=40)
+    with pytest.raises(ParameterError, match="n_neighbors=100000"):
+        scp.pp.neighbors(adata, n_neighbors=100000, n_pcs=10)
+
+
+def test_harmony_unknown_key_lists_columns(adata):
+    adata.obsm["X_pca"] = np.random.default_rng(0).normal(size=(adata.n_obs, 10))
+    with pytest.raises(ParameterError, match="columns are: .*assay"):
+        scp.pp.harmony_integrate(adata, "batch")
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_harmonypy_orientation_is_detected(transpose):
+    z = np.arange(300.0).reshape(100, 3)
+    out = _harmonypy_corrected(z.T if transpose else z, 100, 3)
+    np.testing.assert_array_equal(out, z)
+
+
+def test_scanpy_harmony_wrapper_breakage_is_real(adata):
+    """scanpy's external wrapper transposes harmonypy >= 0.1 output: why we call harmonypy ourselves."""
+    import scanpy as sc
+
+    adata.obsm["X_pca"] = np.random.default_rng(0).normal(size=(adata.n_obs, 10)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"(?i)shape|dimension"):
+        sc.external.pp.harmony_integrate(adata, "assay")
+    scp.pp.harmony_integrate(adata, "assay")
+    assert adata.obsm["X_pca_harmony"].shape == (adata.n_obs, 10)
+
+
+def test_gpu_data_with_cpu_backend_is_refused(adata, monkeypatch):
+    class FakeCupy:  # what a CuPy sparse matrix looks like to the dispatcher
+        __module__ = "cupyx.scipy.sparse._csr"
+
+    assert scp._backend.is_gpu_array(FakeCupy()) and not scp._backend.is_gpu_array(adata.X)
+    monkeypatch.setattr(scp._backend, "x_on_gpu", lambda a: True)
+    scp.settings.backend = "cpu"
+    with pytest.raises(BackendError, match=r"scplaybook.get.to_cpu\(adata\)"):
+        scp.pp.normalize_total(adata)
+    adata.obsm["X_pca"] = np.zeros((adata.n_obs, 50), np.float32)
+    with pytest.raises(BackendError, match="forced to 'cpu'"):
+        scp.pp.neighbors(adata)
+
+
+def test_gpu_backend_without_gpu_is_explained():
+    if scp.gpu_available():
+        pytest.skip("a GPU is here")
+    with pytest.raises(ParameterError, match="backend='gpu'.*cannot run here"):
+        scp.set_backend("gpu")
+    with pytest.raises(ParameterError, match="not known"):
+        scp.set_backend("tpu")
+
+
+def test_oom_in_a_step_names_step_and_fix(adata, monkeypatch):
+    import scplaybook.pp._normalize as norm
+
+    class OutOfMemoryError(Exception):  # the name CuPy's error has
+        pass
+
+    def boom(*a, **k):
+        raise OutOfMemoryError("Out of memory allocating 4,000,000,000 bytes")
+
+    monkeypatch.setattr("scanpy.pp.scale", boom)
+    _prep(adata)
+    with pytest.raises(scp.GPUMemoryError, match=r"scale ran out of memory.*4,000,000,000 bytes.*memory-aware path"):
+        norm.scale(adata)
+
+
+def test_timings_recorded(adata):
+    _prep(adata)
+    t = scp.get.timings()
+    assert list(t["step"][:3]) == ["QC metrics", "filter cells", "filter genes"]
+    assert (t["backend"] == "cpu").all() and (t["seconds"] >= 0).all()
+
+
+def test_louvain_resolution_matters(adata):
+    _prep(adata)
+    scp.pp.scale(adata)
+    scp.pp.pca(adata, n_comps=20)
+    scp.pp.neighbors(adata, n_pcs=20)
+    scp.tl.louvain(adata, resolution=0.2, key_added="lo")
+    scp.tl.louvain(adata, resolution=3.0, key_added="hi")
+    assert adata.obs["hi"].nunique() > adata.obs["lo"].nunique()
