@@ -8,7 +8,7 @@ die() { say "error: $*"; exit "${EXIT_CODE:-2}"; }
 find_python() {
   local c
   for c in "${PLAYBOOK_PYTHON:-}" python3.13 python3.12 python3 \
-    "$HOME"/.pyenv/versions/3.1[2-9]*/bin/python3 /root/.pyenv/versions/3.1[2-9]*/bin/python3; do
+    "$HOME"/.pyenv/versions/3.1[2-9]*/bin/python3; do
     [ -n "$c" ] || continue
     command -v "$c" >/dev/null 2>&1 || [ -x "$c" ] || continue
     if "$c" -c 'import sys, venv; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then

@@ -13,12 +13,14 @@ python -m pip install -q "${args[@]}" --no-deps "$PLAYBOOK"
 mkdir -p "$WORK"
 cp -n "$PLAYBOOK/scRNA_analysis_preprocessing.ipynb" "$WORK/" 2>/dev/null || true
 ln -sfn "$RESULTS" "$WORK/results"
-export SCPLAYBOOK_NOTEBOOK="$WORK/scRNA_analysis_preprocessing.ipynb"
+export SCPLAYBOOK_RESULTS="$RESULTS" SCPLAYBOOK_NOTEBOOK="$WORK/scRNA_analysis_preprocessing.ipynb"
 cd "$WORK"
 if [ "${1:-}" = "--headless" ]; then
   shift
   exec python -m scplaybook run --out "$RESULTS" "$@"
 fi
 : "${JUPYTER_TOKEN:?the launcher passes JUPYTER_TOKEN; refusing to serve JupyterLab without a token}"
-exec jupyter lab --no-browser --ip=0.0.0.0 --port="${PLAYBOOK_PORT:-8888}" --ServerApp.root_dir="$WORK" \
+extra=()
+[ "$(id -u)" != 0 ] || extra+=(--allow-root)
+exec jupyter lab "${extra[@]}" --no-browser --ip=0.0.0.0 --port="${PLAYBOOK_PORT:-8888}" --ServerApp.root_dir="$WORK" \
   --ServerApp.port_retries=0

@@ -102,7 +102,7 @@ run_local() {
   ensure_venv "$venv" "$req" "$WHEELHOUSE"
   local cache
   cache=$(cache_dir); mkdir -p "$cache"
-  export CUPY_CACHE_DIR="$cache/cupy" NUMBA_CACHE_DIR="$cache/numba" SCPLAYBOOK_DATA="${SCPLAYBOOK_DATA:-$ROOT/data/cache}"
+  export CUPY_CACHE_DIR="$cache/cupy" NUMBA_CACHE_DIR="$cache/numba" SCPLAYBOOK_DATA="${SCPLAYBOOK_DATA:-$ROOT/data/cache}" SCPLAYBOOK_RESULTS="$OUT"
   if [ "$HEADLESS" = 1 ]; then
     local args=(run --out "$OUT")
     [ -z "$DATA" ] || args+=(--data "$DATA")
@@ -115,8 +115,16 @@ run_local() {
   say "JupyterLab on $ip:$port; open: http://127.0.0.1:$port/lab/tree/scRNA_analysis_preprocessing.ipynb?token=$JUPYTER_TOKEN"
   say "results go to $OUT; stop with Ctrl-C (nothing in results/ is lost)"
   cd "$ROOT"
-  exec "$venv/bin/python" -m jupyter lab --no-browser --ip="$ip" --port="$port" --ServerApp.port_retries=0 \
-    --ServerApp.root_dir="$ROOT" 2>&1 | grep -v -e 'token=' -e '^\s*$' || true
+  # The token travels in the environment (never on a command line); its URL is printed once, above.
+  local extra=() rc
+  [ "$(id -u)" != 0 ] || extra+=(--allow-root)
+  set +e
+  "$venv/bin/python" -m jupyter lab --no-browser --ip="$ip" --port="$port" --ServerApp.port_retries=0 \
+    --ServerApp.root_dir="$ROOT" "${extra[@]}" 2>&1 | grep --line-buffered -v -e 'token='
+  rc=${PIPESTATUS[0]}
+  set -e
+  say "JupyterLab stopped (exit $rc); results are in $OUT"
+  return "$rc"
 }
 
 docker_preflight() {

@@ -11,7 +11,9 @@ import scipy.io
 import scipy.sparse as sp
 
 
-def write_h5_v3(path: Path, X: sp.csr_matrix, genes: list[str], barcodes: list[str], genomes=None, drop=()):
+def write_h5_v3(
+    path: Path, X: sp.csr_matrix, genes: list[str], barcodes: list[str], genomes=None, drop=()
+):
     csc = sp.csc_matrix(X.T)  # 10x stores genes x cells, column = cell
     genomes = genomes or ["GRCh38"] * len(genes)
     with h5py.File(path, "w") as f:
@@ -22,14 +24,20 @@ def write_h5_v3(path: Path, X: sp.csr_matrix, genes: list[str], barcodes: list[s
             if k not in drop:
                 m.create_dataset(k, data=v)
         feat = m.create_group("features")
-        feat.create_dataset("id", data=np.array([f"ENSG{i:011d}" for i in range(len(genes))], dtype="S"))
+        feat.create_dataset(
+            "id", data=np.array([f"ENSG{i:011d}" for i in range(len(genes))], dtype="S")
+        )
         feat.create_dataset("name", data=np.array(genes, dtype="S"))
-        feat.create_dataset("feature_type", data=np.array(["Gene Expression"] * len(genes), dtype="S"))
+        feat.create_dataset(
+            "feature_type", data=np.array(["Gene Expression"] * len(genes), dtype="S")
+        )
         feat.create_dataset("genome", data=np.array(genomes, dtype="S"))
         feat.create_dataset("_all_tag_keys", data=np.array([b"genome"]))
 
 
-def write_h5_v2(path: Path, X: sp.csr_matrix, genes: list[str], barcodes: list[str], genomes=("hg19",)):
+def write_h5_v2(
+    path: Path, X: sp.csr_matrix, genes: list[str], barcodes: list[str], genomes=("hg19",)
+):
     csc = sp.csc_matrix(X.T)
     with h5py.File(path, "w") as f:
         for g in genomes:
@@ -39,11 +47,22 @@ def write_h5_v2(path: Path, X: sp.csr_matrix, genes: list[str], barcodes: list[s
             grp.create_dataset("indices", data=csc.indices.astype(np.int64))
             grp.create_dataset("indptr", data=csc.indptr.astype(np.int64))
             grp.create_dataset("shape", data=np.array(csc.shape, dtype=np.int32))
-            grp.create_dataset("genes", data=np.array([f"ENSG{i:011d}" for i in range(len(genes))], dtype="S"))
+            grp.create_dataset(
+                "genes", data=np.array([f"ENSG{i:011d}" for i in range(len(genes))], dtype="S")
+            )
             grp.create_dataset("gene_names", data=np.array(genes, dtype="S"))
 
 
-def write_mtx(folder: Path, X: sp.csr_matrix, genes: list[str], barcodes: list[str], *, v3=True, gz=True, prefix=""):
+def write_mtx(
+    folder: Path,
+    X: sp.csr_matrix,
+    genes: list[str],
+    barcodes: list[str],
+    *,
+    v3=True,
+    gz=True,
+    prefix="",
+):
     folder.mkdir(parents=True, exist_ok=True)
     op = gzip.open if gz else open
     ext = ".gz" if gz else ""

@@ -76,11 +76,20 @@ def server():
 
 def fetch(server, tmp_path, **kw):
     kw.setdefault("sha256", SHA)
-    return scp.datasets.fetch(server.url, cache_dir=tmp_path, progress=False, retries=kw.pop("retries", 3), timeout=5, **kw)
+    return scp.datasets.fetch(
+        server.url,
+        cache_dir=tmp_path,
+        progress=False,
+        retries=kw.pop("retries", 3),
+        timeout=5,
+        **kw,
+    )
 
 
 def leftovers(tmp_path):
-    return sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".data.h5ad.verified"))
+    return sorted(
+        p.name for p in tmp_path.iterdir() if not p.name.startswith(".data.h5ad.verified")
+    )
 
 
 def test_plain_download_verifies_and_moves(server, tmp_path):
@@ -175,4 +184,6 @@ def test_no_network_points_to_demo(tmp_path):
     port = s.getsockname()[1]
     s.close()
     with pytest.raises(DownloadError, match="without --data"):
-        scp.datasets.fetch(f"http://127.0.0.1:{port}/x.h5ad", cache_dir=tmp_path, sha256=SHA, progress=False)
+        scp.datasets.fetch(
+            f"http://127.0.0.1:{port}/x.h5ad", cache_dir=tmp_path, sha256=SHA, progress=False
+        )

@@ -5,7 +5,6 @@ import zipfile
 from pathlib import Path
 
 import anndata as ad
-import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import spearmanr
@@ -36,7 +35,11 @@ def test_all_results_present_and_readable(run_dir):
     steps = {t["step"].split(" (")[0] for t in timings}
     assert {"harmony", "t-SNE", "DPT pseudotime", "PAGA", "rank genes groups"} <= steps
     prov = json.loads((run_dir / "provenance.json").read_text())
-    assert prov["backend"] == "cpu" and prov["versions"]["scanpy"] and len(prov["input"]["sha256"]) == 64
+    assert (
+        prov["backend"] == "cpu"
+        and prov["versions"]["scanpy"]
+        and len(prov["input"]["sha256"]) == 64
+    )
     assert prov["parameters"]["n_neighbors"] == 15
     figs = {p.stem for p in (run_dir / "figures").glob("*.png")}
     assert {"qc_before_filtering", "umap_before_harmony", "umap_after_harmony", "tsne", "paga", "dpt_pseudotime",
@@ -50,7 +53,9 @@ def test_all_results_present_and_readable(run_dir):
     html = (run_dir / "report.html").read_text()
     assert "Harmony" in html and "data:image/png;base64" in html
     nb = json.loads((run_dir / "scRNA_analysis_preprocessing.ipynb").read_text())
-    assert not [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not [
+        o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"
+    ]
     markers = pd.read_csv(run_dir / "markers.csv")
     assert set(markers["method"]) == {"logreg", "wilcoxon"}
 
@@ -75,7 +80,9 @@ def test_planted_markers_found(result, method):
 
 def test_pseudotime_follows_the_truth(result):
     m = result.obs["true_pseudotime"].notna()
-    rho = spearmanr(result.obs.loc[m, "dpt_pseudotime"], result.obs.loc[m, "true_pseudotime"]).statistic
+    rho = spearmanr(
+        result.obs.loc[m, "dpt_pseudotime"], result.obs.loc[m, "true_pseudotime"]
+    ).statistic
     assert rho >= 0.9
 
 

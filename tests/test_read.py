@@ -73,7 +73,10 @@ def test_missing_10x_pieces_are_named(tmp_path, small):
     ("make", "pattern"),
     [
         (lambda p: p.write_bytes(b""), "is empty"),
-        (lambda p: p.write_text("<!DOCTYPE html><html><body>Access denied</body></html>"), "HTML page"),
+        (
+            lambda p: p.write_text("<!DOCTYPE html><html><body>Access denied</body></html>"),
+            "HTML page",
+        ),
         (lambda p: p.write_text("cell,gene\n1,2\n"), "not a format the playbook reads"),
         (lambda p: p.mkdir(), "folder without a 10x matrix"),
     ],
@@ -138,7 +141,9 @@ def test_layer_with_counts_is_suggested_and_used(tmp_path, small):
     a.write_h5ad(tmp_path / "x.h5ad")
     with pytest.raises(InputError, match=r"layers counts"):
         scp.read(tmp_path / "x.h5ad")
-    assert scp.read(tmp_path / "x.h5ad", layer="counts").X.sum() == pytest.approx(a.layers["counts"].sum())
+    assert scp.read(tmp_path / "x.h5ad", layer="counts").X.sum() == pytest.approx(
+        a.layers["counts"].sum()
+    )
     with pytest.raises(ParameterError, match="its layers are: counts"):
         scp.read(tmp_path / "x.h5ad", layer="raw_counts")
 

@@ -117,7 +117,9 @@ def test_oom_in_a_step_names_step_and_fix(adata, monkeypatch):
 
     monkeypatch.setattr("scanpy.pp.scale", boom)
     _prep(adata)
-    with pytest.raises(scp.GPUMemoryError, match=r"scale ran out of memory.*4,000,000,000 bytes.*memory-aware path"):
+    with pytest.raises(
+        scp.GPUMemoryError, match=r"scale ran out of memory.*4,000,000,000 bytes.*memory-aware path"
+    ):
         norm.scale(adata)
 
 

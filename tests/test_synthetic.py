@@ -17,8 +17,12 @@ def test_same_seed_same_counts_other_seed_other_counts():
 def test_file_is_deterministic_byte_for_byte_in_content(tmp_path):
     import anndata as ad
 
-    p1 = scp.datasets.write_demo(tmp_path / "a.h5ad", n_cells=200, n_genes=800, seed=1, progress=False)
-    p2 = scp.datasets.write_demo(tmp_path / "b.h5ad", n_cells=200, n_genes=800, seed=1, progress=False)
+    p1 = scp.datasets.write_demo(
+        tmp_path / "a.h5ad", n_cells=200, n_genes=800, seed=1, progress=False
+    )
+    p2 = scp.datasets.write_demo(
+        tmp_path / "b.h5ad", n_cells=200, n_genes=800, seed=1, progress=False
+    )
     a, b = ad.read_h5ad(p1), ad.read_h5ad(p2)
     assert (a.X != b.X).nnz == 0 and a.var.equals(b.var)
 
@@ -58,7 +62,9 @@ def test_planted_markers_are_enriched_in_their_type(adata):
 
 def test_low_quality_cells_have_high_mito_and_outliers_many_genes(adata):
     scp.pp.calculate_qc_metrics(adata)
-    q = adata.obs.groupby("qc_class", observed=True)[["pct_counts_mt", "n_genes_by_counts"]].median()
+    q = adata.obs.groupby("qc_class", observed=True)[
+        ["pct_counts_mt", "n_genes_by_counts"]
+    ].median()
     assert q.loc["low_quality", "pct_counts_mt"] > 20 > q.loc["good", "pct_counts_mt"]
     assert q.loc["outlier", "n_genes_by_counts"] > 2 * q.loc["good", "n_genes_by_counts"]
 

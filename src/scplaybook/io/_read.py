@@ -203,7 +203,9 @@ def read(
             f"{path} holds an empty matrix ({adata.n_obs} cells x {adata.n_vars} genes)."
         )
     if check_counts:
-        adata.X = check_raw_counts(adata.X, source=str(path), layers=[k for k in adata.layers.keys() if isinstance(k, str)])
+        adata.X = check_raw_counts(
+            adata.X, source=str(path), layers=[k for k in adata.layers.keys() if isinstance(k, str)]
+        )
     logger.info(f"read {path.name}: {adata.n_obs} cells x {adata.n_vars} genes")
     return adata
 
@@ -223,10 +225,20 @@ def _read_mtx(folder: Path, prefix: str) -> AnnData:
     import scipy.io
 
     mtx = _first(folder, [f"{prefix}{n}" for n in _MTX_NAMES])
-    feat = _first(folder, [f"{prefix}features.tsv.gz", f"{prefix}features.tsv", f"{prefix}genes.tsv.gz", f"{prefix}genes.tsv"])
+    feat = _first(
+        folder,
+        [
+            f"{prefix}features.tsv.gz",
+            f"{prefix}features.tsv",
+            f"{prefix}genes.tsv.gz",
+            f"{prefix}genes.tsv",
+        ],
+    )
     bc = _first(folder, [f"{prefix}barcodes.tsv.gz", f"{prefix}barcodes.tsv"])
     if feat is None:
-        raise InputError(f"{folder} has a matrix but no {prefix}features.tsv.gz (or {prefix}genes.tsv): copy it in.")
+        raise InputError(
+            f"{folder} has a matrix but no {prefix}features.tsv.gz (or {prefix}genes.tsv): copy it in."
+        )
     if bc is None:
         raise InputError(f"{folder} has a matrix but no {prefix}barcodes.tsv.gz: copy it in.")
     try:
@@ -237,7 +249,9 @@ def _read_mtx(folder: Path, prefix: str) -> AnnData:
         with _open(bc) as f:
             barcodes = pd.read_csv(f, sep="\t", header=None, dtype=str)[0].to_numpy()
     except (OSError, ValueError, EOFError) as e:
-        raise InputError(f"{folder}: the 10x matrix files could not be read ({type(e).__name__}: {e}).") from e
+        raise InputError(
+            f"{folder}: the 10x matrix files could not be read ({type(e).__name__}: {e})."
+        ) from e
     if X.shape != (len(barcodes), len(genes)):
         raise InputError(
             f"{folder}: the matrix is {X.shape[1]} genes x {X.shape[0]} cells but {feat.name} lists "

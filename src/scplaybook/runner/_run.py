@@ -106,7 +106,11 @@ class Run:
         figures to ``figures/`` and starts a fresh timing table.
         """
         params = dict(params or {})
-        path = Path(output_dir) if output_dir else new_run_dir("results")
+        path = (
+            Path(output_dir)
+            if output_dir
+            else new_run_dir(os.environ.get("SCPLAYBOOK_RESULTS", "results"))
+        )
         path.mkdir(parents=True, exist_ok=True)
         backend = set_backend(params.get("backend", "auto"))
         seed = int(params.get("seed", 0))

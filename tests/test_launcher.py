@@ -1,0 +1,199 @@
+"""setup/start_playbook.sh with a fake docker, nvidia-smi and apptainer that record their arguments."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LAUNCHER = ROOT / "setup" / "start_playbook.sh"
+
+FAKE_DOCKER = r"""#!/usr/bin/env bash
+printf '%s\n' "$(printf '%q ' "$@")" >> "$FAKE_LOG"
+printf 'TOKEN_LEN=%s\n' "${#JUPYTER_TOKEN}" >> "$FAKE_LOG"
+case "$1" in
+  info)
+    if [ "${2:-}" = "--format" ]; then echo "$FAKE_ROOTDIR"; exit 0; fi
+    case "$FAKE_DOCKER" in
+      perm) echo "permission denied while trying to connect to the Docker daemon socket" >&2; exit 1 ;;
+      down) echo "Cannot connect to the Docker daemon. Is the docker daemon running?" >&2; exit 1 ;;
+      nonvidia) echo " Runtimes: io.containerd.runc.v2 runc" ;;
+      *) echo " Runtimes: io.containerd.runc.v2 nvidia runc" ;;
+    esac ;;
+esac
+exit 0
+"""
+FAKE_SMI = r"""#!/usr/bin/env bash
+[ -n "$FAKE_DRIVER" ] || { echo "NVIDIA-SMI has failed" >&2; exit 9; }
+case "$*" in
+  *driver_version*) echo "$FAKE_DRIVER" ;;
+  *compute_cap*) echo "9.0" ;;
+esac
+"""
+
+
+@pytest.fixture
+def fake(tmp_path):
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    for name, text in (
+        ("docker", FAKE_DOCKER),
+        ("nvidia-smi", FAKE_SMI),
+        ("apptainer", FAKE_DOCKER),
+    ):
+        (bin_ / name).write_text(text)
+        (bin_ / name).chmod(0o755)
+    log = tmp_path / "calls.log"
+    env = {
+        **os.environ,
+        "PATH": f"{bin_}:{os.environ['PATH']}",
+        "FAKE_LOG": str(log),
+        "FAKE_DOCKER": "ok",
+        "FAKE_DRIVER": "580.95.05",
+        "FAKE_ROOTDIR": str(tmp_path),
+        "PLAYBOOK_MIN_DISK_GB": "0",
+    }
+    env.pop("JUPYTER_TOKEN", None)
+
+    def run(*args, **extra):
+        e = {**env, **extra}
+        p = subprocess.run(
+            ["bash", str(LAUNCHER), "--out", str(tmp_path / "results"), *args],
+            env=e, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        calls = log.read_text().splitlines() if log.exists() else []
+        return p, calls
+
+    return run
+
+
+def _run_call(calls):
+    runs = [c for c in calls if c.startswith("run ")]
+    assert len(runs) == 1, calls
+    return shlex.split(runs[0])
+
+
+@pytest.mark.parametrize(
+    ("driver", "tag"), [("580.95.05", "25.10-cuda13-py3.13"), ("550.54.15", "25.10-cuda12-py3.13")]
+)
+def test_image_follows_driver(fake, driver, tag):
+    p, calls = fake(FAKE_DRIVER=driver)
+    assert p.returncode == 0, p.stderr
+    args = _run_call(calls)
+    assert f"nvcr.io/nvidia/rapidsai/notebooks:{tag}" in args
+    assert any(c.startswith("pull ") and tag in c for c in calls)
+
+
+def test_mounts_port_token_caches(fake, tmp_path):
+    p, calls = fake()
+    args = _run_call(calls)
+    joined = " ".join(args)
+    assert f"{ROOT}:/home/rapids/playbook:ro" in args
+    assert f"{tmp_path / 'results'}:/home/rapids/results" in args
+    port = args[args.index("-p") + 1]
+    assert port.startswith("127.0.0.1:") and port.endswith(":8888")
+    assert "JUPYTER_TOKEN" in args and not any(
+        a.startswith("JUPYTER_TOKEN=") for a in args
+    )  # value not on the command line
+    tokens = [int(c.split("=")[1]) for c in calls if c.startswith("TOKEN_LEN=")]
+    assert tokens[-1] >= 48  # 24+ random bytes, hex
+    assert "allow_origin" not in joined and "--gpus all" in joined
+    assert (
+        "CUPY_CACHE_DIR=/home/rapids/cache/cupy" in args
+        and "NUMBA_CACHE_DIR=/home/rapids/cache/numba" in args
+    )
+    assert any(a.endswith(":/home/rapids/cache") and "/cache/sm90-rapids" in a for a in args)
+    url = [ln for ln in p.stderr.splitlines() if "token=" in ln]
+    assert len(url) == 1 and url[0].split("token=")[1] != ""
+
+
+def test_public_binds_all_interfaces_still_with_token(fake):
+    p, calls = fake("--public")
+    args = _run_call(calls)
+    assert args[args.index("-p") + 1].startswith("0.0.0.0:")
+    assert [int(c.split("=")[1]) for c in calls if c.startswith("TOKEN_LEN=")][-1] >= 48
+
+
+def test_headless_in_container(fake, tmp_path):
+    data = tmp_path / "mine.h5ad"
+    data.write_bytes(b"x")
+    p, calls = fake("--headless", "--data", str(data), "--param", "resolution=1.0")
+    args = _run_call(calls)
+    assert "--headless" in args and "/home/rapids/input/mine.h5ad" in args
+    assert args[-2:] == ["--param", "resolution=1.0"] and "-p" not in args
+
+
+@pytest.mark.parametrize(
+    ("env", "code", "message"),
+    [
+        ({"FAKE_DOCKER": "perm"}, 2, "usermod -aG docker"),
+        ({"FAKE_DOCKER": "down"}, 2, "Start the docker service"),
+        ({"FAKE_DOCKER": "nonvidia"}, 2, "NVIDIA Container Toolkit"),
+        ({"FAKE_DRIVER": ""}, 2, "no NVIDIA GPU/driver found"),
+        ({"FAKE_DRIVER": "470.82.01"}, 2, "driver 470 is too old"),
+        ({"PLAYBOOK_MIN_DISK_GB": "100000000"}, 2, "GB free for docker images"),
+    ],
+)
+def test_preflight_errors(fake, env, code, message):
+    p, calls = fake(**env)
+    assert p.returncode == code, p.stderr
+    assert message in p.stderr
+    assert not [c for c in calls if c.startswith("run ")]
+
+
+def test_port_taken_moves_on_and_range_exhausted(fake):
+    socks = []
+    try:
+        base = 20000 + os.getpid() % 20000
+        for port in range(base, base + 21):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", port))
+            s.listen()
+            socks.append(s)
+        p, _ = fake("--port", str(base + 20 - 20))
+        assert p.returncode == 3 and "are all taken" in p.stderr
+        socks.pop().close()  # base+20 is free now
+        p, calls = fake("--port", str(base))
+        assert p.returncode == 0 and f"port {base} is taken; using {base + 20}" in p.stderr
+        assert _run_call(calls)[_run_call(calls).index("-p") + 1] == f"127.0.0.1:{base + 20}:8888"
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_apptainer_uses_nv_and_binds(fake):
+    p, calls = fake("--apptainer", "--headless")
+    execs = [shlex.split(c) for c in calls if c.startswith("exec ")]
+    assert p.returncode == 0 and len(execs) == 1, p.stderr
+    a = execs[0]
+    assert "--nv" in a and "docker://nvcr.io/nvidia/rapidsai/notebooks:25.10-cuda13-py3.13" in a
+    assert f"{ROOT}:/home/rapids/playbook:ro" in a and "CUPY_CACHE_DIR=/home/rapids/cache/cupy" in a
+
+
+def test_no_docker_falls_back_to_local(fake, tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "PLAYBOOK_VENV": str(Path(sys.prefix))}
+    p, _ = fake("--headless", "--param", "no_such_knob=1", **env)
+    assert "docker was not found: running in a local virtual environment" in p.stderr
+    assert p.returncode == 2 and "unknown parameter(s) no_such_knob" in p.stderr
+
+
+def test_local_without_python_312_says_what_to_install(fake, tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PLAYBOOK_VENV": str(tmp_path / "venv")}
+    p, _ = fake("--local", **env)
+    assert p.returncode == 2
+    assert "no Python 3.12 or newer was found" in p.stderr and "apt install python3.12" in p.stderr
+    assert not (tmp_path / "venv").exists()
+
+
+def test_bad_options(fake):
+    p, _ = fake("--port", "eighty")
+    assert p.returncode == 2 and "not a number" in p.stderr
+    p, _ = fake("--data", "/nonexistent/file.h5ad")
+    assert p.returncode == 2 and "does not exist" in p.stderr
