@@ -206,6 +206,7 @@ def read(
         adata.X = check_raw_counts(
             adata.X, source=str(path), layers=[k for k in adata.layers.keys() if isinstance(k, str)]
         )
+    adata.uns["input_path"] = str(path.resolve())
     logger.info(f"read {path.name}: {adata.n_obs} cells x {adata.n_vars} genes")
     return adata
 

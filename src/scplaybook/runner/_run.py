@@ -147,6 +147,7 @@ class Run:
         atomic_write_text(
             self.path / "timings.json", json.dumps(timings().to_dict(orient="records"), indent=1)
         )
+        src = self.params.get("data_path") or adata.uns.get("input_path")
         prov = {
             "created": datetime.now().isoformat(timespec="seconds"),
             "backend": self.backend,
@@ -154,10 +155,7 @@ class Run:
             "host": platform.node(),
             "platform": platform.platform(),
             "parameters": self.params,
-            "input": {
-                "path": str(self.params.get("data_path") or adata.uns.get("input_path")),
-                "sha256": _sha256(self.params.get("data_path") or adata.uns.get("input_path")),
-            },
+            "input": {"path": src, "sha256": _sha256(src)},
             "n_cells": adata.n_obs,
             "n_genes": adata.n_vars,
             "versions": _versions(),
@@ -365,4 +363,3 @@ def check_params(adata: AnnData, params: dict[str, Any]) -> None:
         raise ParameterError(
             f"n_pcs={n_pcs} is more than n_comps={n_comps}: raise n_comps or lower n_pcs."
         )
-    adata.uns["input_path"] = str(params.get("data_path") or "")

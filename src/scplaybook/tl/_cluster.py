@@ -100,12 +100,9 @@ def louvain(
         "neighbors_key": neighbors_key,
     }
     if note_backend(backend_for_graph(adata, "louvain")) == "gpu":
+        # cuGraph's Louvain takes no seed
         rsc().tl.louvain(
-            adata,
-            resolution=resolution,
-            neighbors_key=neighbors_key,
-            key_added=key_added,
-            random_state=random_state,
+            adata, resolution=resolution, neighbors_key=neighbors_key, key_added=key_added
         )
         labels = adata.obs[key_added].to_numpy()
     else:

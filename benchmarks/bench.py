@@ -1,0 +1,401 @@
+"""Benchmark: the original playbook's recipe vs scplaybook's pipeline, each in a fresh process, cold and warm.
+
+    python benchmarks/bench.py --cells 200000 --genes 20000 --out bench-out      # on a GPU machine
+    python benchmarks/bench.py --smoke --out /tmp/bench                          # CPU, small: CI
+
+cold = a new, empty CuPy/numba kernel cache for that process; warm = the cache one earlier run of the
+same pipeline left (median of --repeats runs). Import time is reported apart. Writes results.json and
+results.md into --out and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+class Clock:
+    def __init__(self, gpu: bool):
+        self.gpu, self.steps, self.t = gpu, {}, None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+    def step(self, name: str):
+        clock = self
+
+        class _S:
+            def __enter__(self):
+                self.t0 = time.perf_counter()
+
+            def __exit__(self, *a):
+                if clock.gpu:
+                    import cupy
+
+                    cupy.cuda.Device().synchronize()
+                clock.steps[name] = clock.steps.get(name, 0.0) + time.perf_counter() - self.t0
+
+        return _S()
+
+
+def reference(path: str, gpu: bool, clock: Clock) -> None:
+    """The original NVIDIA/scverse notebook's calls and parameters (rapids-singlecell; scanpy on CPU)."""
+    import scanpy as sc
+
+    if gpu:
+        import cupy as cp
+        import rapids_singlecell as rsc
+        import rmm
+        from rmm.allocators.cupy import rmm_cupy_allocator
+
+        rmm.reinitialize(managed_memory=False, pool_allocator=True, devices=0)
+        cp.cuda.set_allocator(rmm_cupy_allocator)
+        lib = rsc
+    else:
+        lib = sc
+    with clock.step("load"):
+        adata = sc.read(path)
+    if gpu:
+        with clock.step("to GPU"):
+            rsc.get.anndata_to_GPU(adata)
+    with clock.step("QC"):
+        adata.var_names = adata.var.feature_name.astype(str).to_numpy()
+        if gpu:
+            rsc.pp.flag_gene_family(adata, gene_family_name="MT", gene_family_prefix="MT")
+            rsc.pp.flag_gene_family(adata, gene_family_name="RIBO", gene_family_prefix="RPS")
+            rsc.pp.calculate_qc_metrics(adata, qc_vars=["MT", "RIBO"])
+        else:
+            adata.var["MT"] = adata.var_names.str.startswith("MT")
+            adata.var["RIBO"] = adata.var_names.str.startswith("RPS")
+            sc.pp.calculate_qc_metrics(
+                adata, qc_vars=["MT", "RIBO"], inplace=True, percent_top=None
+            )
+    with clock.step("filter"):
+        adata = adata[adata.obs["n_genes_by_counts"] < 5000]
+        adata = adata[adata.obs["pct_counts_MT"] < 20]
+        if gpu:
+            rsc.pp.filter_genes(adata, min_cells=3)
+        else:
+            adata = adata.copy()
+            sc.pp.filter_genes(adata, min_cells=3)
+    with clock.step("normalize + log1p"):
+        lib.pp.normalize_total(adata, target_sum=1e4)
+        lib.pp.log1p(adata)
+    with clock.step("HVG + raw + subset"):
+        lib.pp.highly_variable_genes(adata, n_top_genes=5000, flavor="cell_ranger")
+        adata.raw = adata
+        if gpu:
+            rsc.pp.filter_highly_variable(adata)
+        else:
+            adata = adata[:, adata.var.highly_variable].copy()
+    with clock.step("regress out"):
+        lib.pp.regress_out(adata, keys=["total_counts", "pct_counts_MT"])
+    with clock.step("scale"):
+        lib.pp.scale(adata, max_value=10)
+    with clock.step("PCA"):
+        (rsc.tl.pca if gpu else sc.pp.pca)(adata, n_comps=100)
+    if gpu:
+        with clock.step("to CPU"):
+            rsc.get.anndata_to_CPU(adata)
+    with clock.step("kNN + UMAP"):
+        lib.pp.neighbors(adata, n_neighbors=15, n_pcs=40)
+        lib.tl.umap(adata)
+    with clock.step("Louvain"):
+        if gpu:
+            rsc.tl.louvain(adata, resolution=0.6)
+        else:
+            sc.tl.louvain(adata, resolution=0.6, flavor="igraph")
+    with clock.step("Leiden"):
+        lib.tl.leiden(
+            adata, resolution=0.6, **({} if gpu else {"flavor": "igraph", "n_iterations": 2})
+        )
+    with clock.step("Harmony"):
+        if gpu:
+            rsc.pp.harmony_integrate(adata, key="assay", dtype=cp.float32)
+        else:
+            import harmonypy
+            import numpy as np
+
+            ho = harmonypy.run_harmony(adata.obsm["X_pca"], adata.obs, ["assay"], verbose=False)
+            adata.obsm["X_pca_harmony"] = np.asarray(ho.Z_corr)
+    with clock.step("kNN/UMAP/clusters (Harmony)"):
+        lib.pp.neighbors(
+            adata, n_neighbors=15, n_pcs=40, use_rep="X_pca_harmony", key_added="harmony"
+        )
+        lib.tl.umap(adata, neighbors_key="harmony", key_added="X_umap_harmony")
+        if gpu:
+            rsc.tl.louvain(
+                adata, resolution=0.6, neighbors_key="harmony", key_added="louvain_harmony"
+            )
+            rsc.tl.leiden(
+                adata, resolution=0.6, neighbors_key="harmony", key_added="leiden_harmony"
+            )
+        else:
+            sc.tl.louvain(
+                adata,
+                resolution=0.6,
+                neighbors_key="harmony",
+                key_added="louvain_harmony",
+                flavor="igraph",
+            )
+            sc.tl.leiden(
+                adata,
+                resolution=0.6,
+                neighbors_key="harmony",
+                key_added="leiden_harmony",
+                flavor="igraph",
+                n_iterations=2,
+            )
+    with clock.step("t-SNE"):
+        lib.tl.tsne(
+            adata,
+            n_pcs=40,
+            perplexity=30,
+            early_exaggeration=12,
+            learning_rate=200,
+            use_rep="X_pca_harmony",
+        )
+    with clock.step("logreg DE"):
+        if gpu:
+            rsc.tl.rank_genes_groups_logreg(adata, groupby="cell_type", use_raw=False)
+        else:
+            sc.tl.rank_genes_groups(adata, groupby="cell_type", use_raw=False, method="logreg")
+    with clock.step("diffmap"):
+        lib.tl.diffmap(adata, neighbors_key="harmony")
+    return adata
+
+
+def ours(path: str, gpu: bool, clock: Clock) -> None:
+    """The same steps and parameters through scplaybook (what the playbook notebook calls)."""
+    import scplaybook as scp
+
+    scp.set_backend("gpu" if gpu else "cpu")
+    if gpu:
+        import cupy as cp
+        import rmm
+        from rmm.allocators.cupy import rmm_cupy_allocator
+
+        rmm.reinitialize(managed_memory=False, pool_allocator=True, devices=0)
+        cp.cuda.set_allocator(rmm_cupy_allocator)
+    with clock.step("load"):
+        adata = scp.read(path, check_counts=False)
+    if gpu:
+        with clock.step("to GPU"):
+            scp.get.to_gpu(adata)
+    with clock.step("QC"):
+        scp.pp.calculate_qc_metrics(adata)
+    with clock.step("filter"):
+        scp.pp.filter_cells(adata, min_genes=None, max_genes=5000, max_pct_mt=20)
+        scp.pp.filter_genes(adata, min_cells=3)
+    with clock.step("normalize + log1p"):
+        scp.pp.normalize_total(adata, target_sum=1e4)
+        scp.pp.log1p(adata)
+    with clock.step("HVG + raw + subset"):
+        scp.pp.highly_variable_genes(adata, n_top_genes=5000)
+    with clock.step("regress out"):
+        scp.pp.regress_out(adata, keys=["total_counts", "pct_counts_mt"])
+    with clock.step("scale"):
+        scp.pp.scale(adata, max_value=10)
+    with clock.step("PCA"):
+        scp.pp.pca(adata, n_comps=100)
+    if gpu:
+        with clock.step("to CPU"):
+            scp.get.to_cpu(adata)
+    with clock.step("kNN + UMAP"):
+        scp.pp.neighbors(adata, n_neighbors=15, n_pcs=40)
+        scp.tl.umap(adata)
+    with clock.step("Louvain"):
+        scp.tl.louvain(adata, resolution=0.6)
+    with clock.step("Leiden"):
+        scp.tl.leiden(adata, resolution=0.6)
+    with clock.step("Harmony"):
+        scp.pp.harmony_integrate(adata, "assay")
+    with clock.step("kNN/UMAP/clusters (Harmony)"):
+        scp.pp.neighbors(
+            adata, n_neighbors=15, n_pcs=40, use_rep="X_pca_harmony", key_added="harmony"
+        )
+        scp.tl.umap(adata, neighbors_key="harmony", key_added="X_umap_harmony")
+        scp.tl.louvain(adata, resolution=0.6, neighbors_key="harmony", key_added="louvain_harmony")
+        scp.tl.leiden(adata, resolution=0.6, neighbors_key="harmony", key_added="leiden_harmony")
+    with clock.step("t-SNE"):
+        scp.tl.tsne(adata, use_rep="X_pca_harmony", n_pcs=40, perplexity=30)
+    with clock.step("logreg DE"):
+        scp.tl.rank_genes_groups(adata, "cell_type", method="logreg", use_raw=False)
+    with clock.step("diffmap"):
+        scp.tl.diffmap(adata, neighbors_key="harmony")
+    return adata
+
+
+def worker(args) -> None:
+    t0 = time.perf_counter()
+    import scanpy  # noqa: F401
+
+    if args.gpu:
+        import cupy  # noqa: F401
+        import rapids_singlecell  # noqa: F401
+    import scplaybook  # noqa: F401
+
+    imports = time.perf_counter() - t0
+    clock = Clock(args.gpu)
+    t1 = time.perf_counter()
+    adata = (reference if args.worker == "reference" else ours)(args.data, args.gpu, clock)
+    total = time.perf_counter() - t1
+    labels = adata.obs["leiden_harmony"].astype(str).tolist()
+    Path(args.json).write_text(json.dumps({"import": imports, "total": total, "steps": clock.steps, "leiden": labels,
+                                           "obs_names": adata.obs_names.tolist()}))  # fmt: skip
+
+
+def run_one(
+    pipeline: str, data: Path, gpu: bool, cache: Path, out: Path, timeout: float
+) -> dict | None:
+    env = {
+        **os.environ,
+        "CUPY_CACHE_DIR": str(cache / "cupy"),
+        "NUMBA_CACHE_DIR": str(cache / "numba"),
+    }
+    js = out / f"{pipeline}-{time.time_ns()}.json"
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        pipeline,
+        "--data",
+        str(data),
+        "--json",
+        str(js),
+    ] + (["--gpu"] if gpu else [])
+    try:
+        subprocess.run(cmd, env=env, check=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        print(f"{pipeline}: stopped at the {timeout:.0f} s cap", file=sys.stderr)
+        return None
+    return json.loads(js.read_text())
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--cells", type=int, default=200_000)
+    p.add_argument("--genes", type=int, default=20_000)
+    p.add_argument("--repeats", type=int, default=3, help="warm runs per pipeline (median)")
+    p.add_argument("--pipelines", default="reference,ours")
+    p.add_argument("--out", type=Path, default=Path("bench-out"))
+    p.add_argument("--cap", type=float, default=1800, help="seconds before a run is stopped")
+    p.add_argument("--smoke", action="store_true", help="small CPU run (CI)")
+    p.add_argument("--cpu", action="store_true", help="run on the CPU even where a GPU is")
+    (
+        p.add_argument("--worker"),
+        p.add_argument("--data"),
+        p.add_argument("--json"),
+        p.add_argument("--gpu", action="store_true"),
+    )
+    args = p.parse_args()
+    if args.worker:
+        worker(args)
+        return
+    from sklearn.metrics import adjusted_rand_score
+
+    import scplaybook as scp
+
+    gpu = scp.gpu_available() and not (args.cpu or args.smoke)
+    if args.smoke:
+        args.cells, args.genes, args.repeats = 3000, 8000, 1
+    args.out.mkdir(parents=True, exist_ok=True)
+    data = args.out / f"synthetic_{args.cells}x{args.genes}.h5ad"
+    if not data.exists():
+        t = time.perf_counter()
+        adata = scp.datasets.synthetic_pbmc(args.cells, args.genes, device="gpu" if gpu else "cpu")
+        gen = time.perf_counter() - t
+        adata.write_h5ad(data)
+        print(
+            f"generated {args.cells} x {args.genes} ({adata.X.nnz} non-zeros) in {gen:.1f} s; written in {time.perf_counter() - t - gen:.1f} s"
+        )
+        del adata
+    results: dict[str, dict] = {}
+    for pipe in args.pipelines.split(","):
+        cache = Path(tempfile.mkdtemp(prefix=f"cache-{pipe}-"))
+        cold = run_one(pipe, data, gpu, cache, args.out, args.cap)
+        warm = [
+            r
+            for r in (
+                run_one(pipe, data, gpu, cache, args.out, args.cap) for _ in range(args.repeats)
+            )
+            if r
+        ]
+        results[pipe] = {"cold": cold, "warm": warm}
+    rows, steps = [], []
+    for pipe in results:
+        for r in [results[pipe]["cold"], *results[pipe]["warm"]]:
+            if r:
+                steps += [s for s in r["steps"] if s not in steps]
+
+    def med(pipe, state, key):
+        runs = [results[pipe]["cold"]] if state == "cold" else results[pipe]["warm"]
+        vals = [
+            (r["steps"].get(key, 0.0) if key not in ("total", "import") else r[key])
+            for r in runs
+            if r
+        ]
+        return statistics.median(vals) if vals else float("nan")
+
+    pipes = list(results)
+    head = (
+        "| step | "
+        + " | ".join(f"{p} {s}" for s in ("cold", "warm") for p in pipes)
+        + (" | ratio cold | ratio warm |" if len(pipes) == 2 else " |")
+    )
+    rows = [head, "|" + " --- |" * (head.count("|") - 1)]
+    for key in [*steps, "total", "import"]:
+        vals = [med(p, s, key) for s in ("cold", "warm") for p in pipes]
+        row = f"| {key} | " + " | ".join(f"{v:.2f}" for v in vals)
+        if len(pipes) == 2:
+            row += (
+                f" | {vals[0] / vals[1]:.2f} | {vals[2] / vals[3]:.2f}"
+                if vals[1] and vals[3]
+                else " | | "
+            )
+        rows.append(row + " |")
+    agree = ""
+    if len(pipes) == 2 and results[pipes[0]]["cold"] and results[pipes[1]]["cold"]:
+        a, b = results[pipes[0]]["cold"], results[pipes[1]]["cold"]
+        common = sorted(set(a["obs_names"]) & set(b["obs_names"]))
+        la, lb = (
+            dict(zip(a["obs_names"], a["leiden"], strict=True)),
+            dict(zip(b["obs_names"], b["leiden"], strict=True)),
+        )
+        ari = adjusted_rand_score([la[c] for c in common], [lb[c] for c in common])
+        agree = f"\nLeiden (Harmony) ARI between {pipes[0]} and {pipes[1]}: {ari:.3f} on {len(common)} common cells\n"
+    device = scp.gpu_name() if gpu else f"CPU ({os.cpu_count()} cores)"
+    md = (
+        f"{args.cells} cells x {args.genes} genes on {device}; seconds (warm: median of {args.repeats})\n\n"
+        + "\n".join(rows)
+        + "\n"
+        + agree
+    )
+    for pipe in results:
+        for r in [results[pipe]["cold"], *results[pipe]["warm"]]:
+            if r:
+                r.pop("leiden"), r.pop("obs_names")
+    (args.out / "results.json").write_text(
+        json.dumps(
+            {"device": device, "cells": args.cells, "genes": args.genes, "results": results},
+            indent=1,
+        )
+    )
+    (args.out / "results.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

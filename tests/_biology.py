@@ -1,0 +1,32 @@
+"""The biology a run must recover from the demo dataset, shared by the CPU and GPU tests."""
+
+from __future__ import annotations
+
+import anndata as ad
+from scipy.stats import spearmanr
+from sklearn.metrics import adjusted_rand_score
+
+import scplaybook as scp
+
+
+def check_biology(result: ad.AnnData) -> None:
+    """Assert clusters, batch mixing, markers, pseudotime and QC against the ground truth."""
+    ari = adjusted_rand_score(result.obs["cell_type"], result.obs["leiden_harmony"])
+    assert ari >= 0.8, f"Leiden (Harmony) vs cell_type ARI {ari:.3f}"
+    mix = result.uns["batch_mixing"]
+    assert mix["harmony"] > mix["neighbors"] + 0.15, mix
+    assert mix["neighbors"] < 0.45, mix  # uncorrected neighbourhoods are dominated by one assay
+    for method in ("wilcoxon", "logreg"):
+        top = scp.get.markers(result, key=f"rank_genes_groups_{method}", n_genes=10)
+        for cell_type, planted in result.uns["planted_markers"].items():
+            found = set(top.loc[top["group"] == cell_type, "gene"]) & set(planted)
+            assert len(found) >= 3, (method, cell_type, found)
+    m = result.obs["true_pseudotime"].notna()
+    rho = spearmanr(
+        result.obs.loc[m, "dpt_pseudotime"], result.obs.loc[m, "true_pseudotime"]
+    ).statistic
+    assert rho >= 0.9, f"DPT vs true pseudotime Spearman {rho:.3f}"
+    raw = ad.read_h5ad(scp.datasets.demo_path(), backed="r").obs
+    kept = raw.index.isin(result.obs_names)
+    lq = raw["is_low_quality"].to_numpy()
+    assert (~kept[lq]).mean() >= 0.9 and kept[~lq].mean() >= 0.95

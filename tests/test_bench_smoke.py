@@ -1,0 +1,25 @@
+"""The benchmark script runs end to end at CPU size, so that it does not rot."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_benchmark_smoke(tmp_path):
+    p = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--smoke", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr[-3000:]
+    res = json.loads((tmp_path / "results.json").read_text())
+    for pipe in ("reference", "ours"):
+        cold = res["results"][pipe]["cold"]
+        assert cold["total"] > 0 and {"PCA", "Harmony", "t-SNE", "logreg DE"} <= set(cold["steps"])
+    md = (tmp_path / "results.md").read_text()
+    assert "| total |" in md and "ARI between reference and ours" in md
