@@ -242,7 +242,7 @@ def _download(url: str, part: Path, *, timeout: float, progress: bool, label: st
         ):
             try:
                 while True:
-                    block = resp.read(_CHUNK)
+                    block = resp.read1(_CHUNK)
                     if not block:
                         break
                     f.write(block)

@@ -1,0 +1,165 @@
+"""Faults: killed downloads, unwritable folders, dying kernels. Nothing lost, nothing half-written."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import nbformat
+import pytest
+
+import scplaybook as scp
+from scplaybook.io import atomic_write, atomic_write_text
+
+from .test_fetch import BODY, SHA
+
+
+@pytest.fixture
+def slow_server():
+    class H(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            start = 0
+            if self.headers.get("Range"):
+                start = int(self.headers["Range"].split("=")[1].split("-")[0])
+                self.send_response(206)
+            else:
+                self.send_response(200)
+            self.send_header("Content-Length", str(len(BODY) - start))
+            self.end_headers()
+            for i in range(start, len(BODY), 10_000):
+                self.wfile.write(BODY[i : i + 10_000])
+                self.wfile.flush()
+                time.sleep(H.delay)
+
+    H.delay = 0.05
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/data.h5ad", H
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_sigkill_mid_download_then_resume(slow_server, tmp_path):
+    url, handler = slow_server
+    cmd = [
+        sys.executable,
+        "-m",
+        "scplaybook",
+        "fetch",
+        url,
+        "--sha256",
+        SHA,
+        "--cache",
+        str(tmp_path),
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    part = tmp_path / "data.h5ad.part"
+    deadline = time.time() + 30
+    while time.time() < deadline and (not part.exists() or part.stat().st_size < 50_000):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "data.h5ad").exists()
+    got = part.stat().st_size
+    assert 0 < got < len(BODY)
+    handler.delay = 0
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "data.h5ad").read_bytes() == BODY and not part.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
+def test_failed_write_leaves_no_file_and_keeps_old(tmp_path):
+    target = tmp_path / "markers.csv"
+    target.write_text("earlier good content")
+
+    def boom(p: Path):
+        p.write_text("half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(
+        scp.PlaybookError, match="No space left on device.*nothing was left under that name"
+    ):
+        atomic_write(target, boom)
+    assert target.read_text() == "earlier good content"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["markers.csv"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_output_folder(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        with pytest.raises(scp.PlaybookError, match="Cannot write"):
+            atomic_write_text(ro / "x.json", "{}")
+        with pytest.raises(scp.PlaybookError, match="cannot create a run folder"):
+            scp.runner.new_run_dir(ro)
+    finally:
+        ro.chmod(0o700)
+
+
+def test_unwritable_output_path(tmp_path):
+    blocker = tmp_path / "results"
+    blocker.write_text("a file where the results folder should be")
+    with pytest.raises(scp.PlaybookError, match="cannot create the results folder"):
+        scp.runner.new_run_dir(blocker / "sub")
+    assert blocker.read_text().startswith("a file")
+
+
+def _tiny_notebook(path: Path, body: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    p = nbformat.v4.new_code_cell("output_dir = None\nbackend = 'cpu'")
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [p, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, path)
+    return path
+
+
+def test_kernel_death_has_its_own_exit_code(tmp_path, capsys):
+    from scplaybook._cli import main
+
+    nb = _tiny_notebook(
+        tmp_path / "die.ipynb", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"
+    )
+    code = main(["run", "--notebook", str(nb), "--out", str(tmp_path / "out")])
+    assert code == 3
+    assert "kernel died" in capsys.readouterr().err
+    (run,) = (tmp_path / "out").iterdir()
+    assert (run / "STATUS").read_text().startswith("failed")
+    assert "kernel died" in (run / "error.txt").read_text()
+
+
+def test_oom_in_notebook_is_reported_with_the_step(tmp_path, capsys):
+    from scplaybook._cli import main
+
+    body = (
+        "import scplaybook as scp, scanpy\n"
+        "class OutOfMemoryError(Exception):\n    pass\n"
+        "def boom(*a, **k):\n    raise OutOfMemoryError('Out of memory allocating 8,589,934,592 bytes')\n"
+        "scanpy.pp.log1p = boom\n"
+        "a = scp.datasets.synthetic_pbmc(200, 800, progress=False)\n"
+        "scp.pp.log1p(a)"
+    )
+    nb = _tiny_notebook(tmp_path / "oom.ipynb", body)
+    assert main(["run", "--notebook", str(nb), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "GPUMemoryError" in err and "log1p ran out of memory" in err and "8,589,934,592" in err
+    (run,) = (tmp_path / "out").iterdir()
+    nbout = json.loads((run / "scRNA_analysis_preprocessing.ipynb").read_text())
+    assert any(
+        o.get("ename") == "GPUMemoryError" for c in nbout["cells"] for o in c.get("outputs", [])
+    )
