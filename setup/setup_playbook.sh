@@ -4,15 +4,15 @@
 set -euo pipefail
 PLAYBOOK=${PLAYBOOK_DIR:-/home/rapids/playbook}
 RESULTS=${PLAYBOOK_RESULTS:-/home/rapids/results}
-WORK=${PLAYBOOK_WORK:-/home/rapids/work}
+# the notebook copy users edit lives on the host too (results/workspace), so edits survive the container
+WORK=${PLAYBOOK_WORK:-$RESULTS/workspace}
 args=()
 [ -z "${PLAYBOOK_WHEELHOUSE:-}" ] || args+=(--no-index --find-links "$PLAYBOOK_WHEELHOUSE")
-cuda=$(python -c 'import cupy; print(cupy.cuda.runtime.runtimeGetVersion() // 1000)' 2>/dev/null || echo 13)
-python -m pip install -q "${args[@]}" -r "$PLAYBOOK/setup/requirements-gpu-cu$cuda.txt"
+
+python -m pip install -q "${args[@]}" -r "$PLAYBOOK/setup/requirements-container.txt"
 python -m pip install -q "${args[@]}" --no-deps "$PLAYBOOK"
 mkdir -p "$WORK"
 cp -n "$PLAYBOOK/scRNA_analysis_preprocessing.ipynb" "$WORK/" 2>/dev/null || true
-ln -sfn "$RESULTS" "$WORK/results"
 export SCPLAYBOOK_RESULTS="$RESULTS" SCPLAYBOOK_NOTEBOOK="$WORK/scRNA_analysis_preprocessing.ipynb"
 cd "$WORK"
 if [ "${1:-}" = "--headless" ]; then

@@ -6,7 +6,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=setup/lib.sh
 source "$ROOT/setup/lib.sh"
 
-RAPIDS_VERSION=${PLAYBOOK_RAPIDS_VERSION:-25.10}
+RAPIDS_VERSION=${PLAYBOOK_RAPIDS_VERSION:-26.10}
 IMAGE_REPO=${PLAYBOOK_IMAGE_REPO:-nvcr.io/nvidia/rapidsai/notebooks}
 MIN_DISK_GB=${PLAYBOOK_MIN_DISK_GB:-30}
 MODE=docker GPU=auto HEADLESS=0 PUBLIC=0 PORT=8888 WHEELHOUSE="" DATA="" OUT="$ROOT/results" MODE_SET=0

@@ -80,7 +80,7 @@ def _run_call(calls):
 
 
 @pytest.mark.parametrize(
-    ("driver", "tag"), [("580.95.05", "25.10-cuda13-py3.13"), ("550.54.15", "25.10-cuda12-py3.13")]
+    ("driver", "tag"), [("580.95.05", "26.10-cuda13-py3.13"), ("550.54.15", "26.10-cuda12-py3.13")]
 )
 def test_image_follows_driver(fake, driver, tag):
     p, calls = fake(FAKE_DRIVER=driver)
@@ -108,7 +108,7 @@ def test_mounts_port_token_caches(fake, tmp_path):
         "CUPY_CACHE_DIR=/home/rapids/cache/cupy" in args
         and "NUMBA_CACHE_DIR=/home/rapids/cache/numba" in args
     )
-    assert any(a.endswith(":/home/rapids/cache") and "/cache/sm90-rapids" in a for a in args)
+    assert any(a.endswith(":/home/rapids/cache") and "/cache/sm90-rapids26.10" in a for a in args)
     url = [ln for ln in p.stderr.splitlines() if "token=" in ln]
     assert len(url) == 1 and url[0].split("token=")[1] != ""
 
@@ -173,7 +173,7 @@ def test_apptainer_uses_nv_and_binds(fake):
     execs = [shlex.split(c) for c in calls if c.startswith("exec ")]
     assert p.returncode == 0 and len(execs) == 1, p.stderr
     a = execs[0]
-    assert "--nv" in a and "docker://nvcr.io/nvidia/rapidsai/notebooks:25.10-cuda13-py3.13" in a
+    assert "--nv" in a and "docker://nvcr.io/nvidia/rapidsai/notebooks:26.10-cuda13-py3.13" in a
     assert f"{ROOT}:/home/rapids/playbook:ro" in a and "CUPY_CACHE_DIR=/home/rapids/cache/cupy" in a
 
 

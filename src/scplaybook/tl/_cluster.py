@@ -38,6 +38,48 @@ def _store(adata: AnnData, labels: np.ndarray, key_added: str, params: dict) -> 
     adata.uns[key_added] = {"params": params}
 
 
+def _cluster(
+    adata: AnnData,
+    algorithm: str,
+    *,
+    resolution: float,
+    neighbors_key: str | None,
+    key_added: str,
+    random_state: int,
+) -> AnnData:
+    """Run Leiden or Louvain on the kNN graph: cuGraph on the GPU, igraph on the CPU."""
+    conn = _connectivities(adata, neighbors_key)
+    params = {
+        "resolution": resolution,
+        "random_state": random_state,
+        "neighbors_key": neighbors_key,
+    }
+    if note_backend(backend_for_graph(adata, algorithm)) == "gpu":
+        # cuGraph's Louvain takes no seed
+        seed = {"random_state": random_state} if algorithm == "leiden" else {}
+        getattr(rsc().tl, algorithm)(
+            adata, resolution=resolution, neighbors_key=neighbors_key, key_added=key_added, **seed
+        )
+        labels = adata.obs[key_added].to_numpy()
+    else:
+        import igraph as ig
+
+        g = _igraph(conn, ig)
+        ig.set_random_number_generator(random.Random(random_state))
+        if algorithm == "leiden":
+            part = g.community_leiden(
+                objective_function="modularity",
+                weights="weight",
+                resolution=resolution,
+                n_iterations=-1,
+            )
+        else:
+            part = g.community_multilevel(weights="weight", resolution=resolution)
+        labels = np.asarray(part.membership)
+    _store(adata, labels, key_added, params)
+    return adata
+
+
 @timed("leiden")
 def leiden(
     adata: AnnData,
@@ -48,35 +90,10 @@ def leiden(
     random_state: int = 0,
 ) -> AnnData:
     """Cluster the kNN graph with Leiden (cuGraph on GPU, igraph on CPU) into ``obs[key_added]``."""
-    conn = _connectivities(adata, neighbors_key)
-    params = {
-        "resolution": resolution,
-        "random_state": random_state,
-        "neighbors_key": neighbors_key,
-    }
-    if note_backend(backend_for_graph(adata, "leiden")) == "gpu":
-        rsc().tl.leiden(
-            adata,
-            resolution=resolution,
-            neighbors_key=neighbors_key,
-            key_added=key_added,
-            random_state=random_state,
-        )
-        labels = adata.obs[key_added].to_numpy()
-    else:
-        import igraph as ig
-
-        g = _igraph(conn, ig)
-        ig.set_random_number_generator(random.Random(random_state))
-        part = g.community_leiden(
-            objective_function="modularity",
-            weights="weight",
-            resolution=resolution,
-            n_iterations=-1,
-        )
-        labels = np.asarray(part.membership)
-    _store(adata, labels, key_added, params)
-    return adata
+    return _cluster(
+        adata, "leiden", resolution=resolution, neighbors_key=neighbors_key, key_added=key_added,
+        random_state=random_state,
+    )  # fmt: skip
 
 
 @timed("louvain")
@@ -93,28 +110,10 @@ def louvain(
     scanpy's own ``tl.louvain`` needs the separate ``louvain`` package, and its ``igraph`` flavour
     ignores ``resolution``; the CPU path here calls igraph's multilevel method with the resolution.
     """
-    conn = _connectivities(adata, neighbors_key)
-    params = {
-        "resolution": resolution,
-        "random_state": random_state,
-        "neighbors_key": neighbors_key,
-    }
-    if note_backend(backend_for_graph(adata, "louvain")) == "gpu":
-        # cuGraph's Louvain takes no seed
-        rsc().tl.louvain(
-            adata, resolution=resolution, neighbors_key=neighbors_key, key_added=key_added
-        )
-        labels = adata.obs[key_added].to_numpy()
-    else:
-        import igraph as ig
-
-        g = _igraph(conn, ig)
-        ig.set_random_number_generator(random.Random(random_state))
-        labels = np.asarray(
-            g.community_multilevel(weights="weight", resolution=resolution).membership
-        )
-    _store(adata, labels, key_added, params)
-    return adata
+    return _cluster(
+        adata, "louvain", resolution=resolution, neighbors_key=neighbors_key, key_added=key_added,
+        random_state=random_state,
+    )  # fmt: skip
 
 
 def _igraph(conn, ig):
