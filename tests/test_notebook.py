@@ -29,7 +29,14 @@ def result(run_dir):
 
 def test_all_results_present_and_readable(run_dir):
     assert (run_dir / "STATUS").read_text().startswith("succeeded")
-    for name in ("scRNA_analysis_preprocessing.ipynb", "report.html", "adata.h5ad", "markers.csv"):
+    assert not list(run_dir.glob(".*.part"))
+    for name in (
+        "scRNA_analysis_preprocessing.ipynb",
+        "report.html",
+        "adata.h5ad",
+        "markers.csv",
+        "SHA256SUMS",
+    ):
         assert (run_dir / name).stat().st_size > 0, name
     timings = json.loads((run_dir / "timings.json").read_text())
     steps = {t["step"].split(" (")[0] for t in timings}
@@ -89,3 +96,24 @@ def test_cli_rejects_missing_data(tmp_path, capsys):
     assert main(["run", "--out", str(tmp_path), "--data", str(tmp_path / "none.h5ad")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert list(Path(tmp_path).iterdir()) == []
+
+
+def test_flipped_bytes_in_results_are_caught(run_dir, tmp_path):
+    import shutil
+
+    import h5py
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    assert scp.io.verify_checksum(copy / "adata.h5ad")
+    assert scp.read(copy / "adata.h5ad", check_counts=False).n_obs > 0
+    with h5py.File(copy / "adata.h5ad", "r") as f:
+        offset = f["obsm"]["X_pca"].id.get_offset() + 1000  # inside the data, not the metadata
+    data = bytearray((copy / "adata.h5ad").read_bytes())
+    data[offset] ^= 0x40
+    (copy / "adata.h5ad").write_bytes(bytes(data))
+    import anndata
+
+    anndata.read_h5ad(copy / "adata.h5ad")  # HDF5 itself does not notice
+    with pytest.raises(scp.InputError, match="does not match the SHA-256 recorded"):
+        scp.read(copy / "adata.h5ad", check_counts=False)

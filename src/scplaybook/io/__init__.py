@@ -1,5 +1,6 @@
 """Reading inputs and writing results."""
 
+from ._checksums import verify_checksum, write_checksums
 from ._read import check_raw_counts, read
 from ._write import atomic_path, atomic_write, atomic_write_h5ad, atomic_write_text
 
@@ -10,4 +11,6 @@ __all__ = [
     "atomic_write_text",
     "check_raw_counts",
     "read",
+    "verify_checksum",
+    "write_checksums",
 ]

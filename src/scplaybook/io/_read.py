@@ -165,6 +165,9 @@ def read(
                 f"{path} is not a format the playbook reads. Use an AnnData .h5ad, a 10x Genomics "
                 ".h5, or a 10x matrix folder (matrix.mtx.gz, features.tsv.gz, barcodes.tsv.gz)."
             )
+        from ._checksums import verify_checksum
+
+        verify_checksum(path)
         h5kind, genomes = _h5_kind(path)
         if h5kind == "h5ad":
             try:

@@ -19,7 +19,7 @@ import numpy as np
 from .._backend import gpu_name, set_backend
 from .._errors import ParameterError, PlaybookError
 from .._settings import logger, settings
-from ..io import atomic_write, atomic_write_h5ad, atomic_write_text
+from ..io import atomic_write, atomic_write_h5ad, atomic_write_text, write_checksums
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -162,6 +162,7 @@ class Run:
         }
         atomic_write_text(self.path / "provenance.json", json.dumps(prov, indent=1, default=str))
         atomic_write_h5ad(adata, self.path / "adata.h5ad")
+        write_checksums(self.path)
         logger.info(f"results saved in {self.path}")
 
 
@@ -265,21 +266,27 @@ def run_playbook(
     params["output_dir"] = str(run_dir.resolve())
     _mark(run_dir, "running")
     executed = run_dir / NOTEBOOK_NAME
+    partial = (
+        run_dir / f".{NOTEBOOK_NAME}.part"
+    )  # papermill writes as it goes; renamed when it ends
     logger.info(f"running {nb.name} -> {run_dir}")
     error: BaseException | None = None
     try:
         pm.execute_notebook(
-            str(nb), str(executed), parameters=params, cwd=str(nb.parent), progress_bar=progress,
+            str(nb), str(partial), parameters=params, cwd=str(nb.parent), progress_bar=progress,
             kernel_name=os.environ.get("SCPLAYBOOK_KERNEL", "python3"), log_output=False,
         )  # fmt: skip
     except BaseException as e:  # noqa: BLE001 - every failure is recorded, then re-raised below
         error = e
+    if partial.exists():
+        os.replace(partial, executed)
     if executed.exists():
         try:
             _html(executed, run_dir / "report.html")
         except Exception as e:  # noqa: BLE001 - a report failure must not hide the run's own result
             logger.warning(f"could not write report.html: {e}")
     if error is None:
+        write_checksums(run_dir)
         _mark(run_dir, "succeeded")
         _zip(run_dir)
         logger.info(f"run succeeded: {run_dir}")
