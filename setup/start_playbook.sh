@@ -9,13 +9,15 @@ source "$ROOT/setup/lib.sh"
 RAPIDS_VERSION=${PLAYBOOK_RAPIDS_VERSION:-26.10}
 IMAGE_REPO=${PLAYBOOK_IMAGE_REPO:-nvcr.io/nvidia/rapidsai/notebooks}
 MIN_DISK_GB=${PLAYBOOK_MIN_DISK_GB:-30}
-MODE=docker GPU=auto HEADLESS=0 PUBLIC=0 PORT=8888 WHEELHOUSE="" DATA="" OUT="$ROOT/results" MODE_SET=0
+MODE=auto GPU=auto HEADLESS=0 PUBLIC=0 PORT=8888 WHEELHOUSE="" DATA="" OUT="$ROOT/results"
 PARAMS=()
 
 usage() {
   cat <<USAGE
 usage: $0 [--local | --apptainer] [--headless] [options]
-  (default)          RAPIDS container through docker with the NVIDIA runtime
+  (default)          the RAPIDS container when docker, its NVIDIA runtime and a GPU are usable;
+                     otherwise --local, saying why
+  --docker           the RAPIDS container, and an error with the fix if docker cannot run it
   --local            no docker: a virtual environment here (Python >= 3.12); CPU unless --gpu
   --apptainer        HPC: the RAPIDS image through Apptainer/Singularity with --nv
   --headless         run the notebook end to end into results/ instead of serving JupyterLab
@@ -31,8 +33,9 @@ USAGE
 
 while [ $# -gt 0 ]; do
   case "$1" in
-    --local) MODE=local MODE_SET=1 ;;
-    --apptainer) MODE=apptainer MODE_SET=1 ;;
+    --docker) MODE=docker ;;
+    --local) MODE=local ;;
+    --apptainer) MODE=apptainer ;;
     --headless) HEADLESS=1 ;;
     --gpu) GPU=1 ;;
     --cpu) GPU=0 ;;
@@ -132,7 +135,7 @@ docker_preflight() {
   if ! out=$(docker info 2>&1); then
     case "$out" in
       *"permission denied"*) die "docker is installed but you may not use it. Run: sudo usermod -aG docker \$USER, log out and in again (or use --local)." ;;
-      *) die "docker does not answer ($(echo "$out" | head -n1)). Start the docker service, or use --local." ;;
+      *) die "docker does not answer ($(echo "$out" | grep -i -m1 -E "cannot|error|denied" || echo "$out" | head -n1)). Start the docker service, or use --local." ;;
     esac
   fi
   case "$out" in
@@ -202,9 +205,17 @@ run_apptainer() {
     bash /home/rapids/playbook/setup/setup_playbook.sh
 }
 
-if [ "$MODE" = docker ] && ! command -v docker >/dev/null 2>&1; then
-  [ "$MODE_SET" = 1 ] || say "docker was not found: running in a local virtual environment instead (--local)."
-  MODE=local
+if [ "$MODE" = auto ]; then
+  if ! command -v docker >/dev/null 2>&1; then
+    say "docker was not found: running in a local virtual environment instead (--local)."
+    MODE=local
+  elif ! why=$( (docker_preflight && gpu_image >/dev/null) 2>&1); then
+    say "the RAPIDS container cannot run here: ${why#error: }"
+    say "running in a local virtual environment instead (--local; add --gpu for rapids-singlecell, --docker to insist)."
+    MODE=local
+  else
+    MODE=docker
+  fi
 fi
 case "$MODE" in
   docker) run_docker ;;

@@ -163,3 +163,12 @@ def test_oom_in_notebook_is_reported_with_the_step(tmp_path, capsys):
     assert any(
         o.get("ename") == "GPUMemoryError" for c in nbout["cells"] for o in c.get("outputs", [])
     )
+
+
+def test_results_get_normal_permissions(tmp_path):
+    old = os.umask(0o022)
+    try:
+        p = atomic_write_text(tmp_path / "x.json", "{}")
+    finally:
+        os.umask(old)
+    assert p.stat().st_mode & 0o777 == 0o644

@@ -141,7 +141,7 @@ def test_headless_in_container(fake, tmp_path):
     ],
 )
 def test_preflight_errors(fake, env, code, message):
-    p, calls = fake(**env)
+    p, calls = fake("--docker", **env)
     assert p.returncode == code, p.stderr
     assert message in p.stderr
     assert not [c for c in calls if c.startswith("run ")]
@@ -175,6 +175,17 @@ def test_apptainer_uses_nv_and_binds(fake):
     a = execs[0]
     assert "--nv" in a and "docker://nvcr.io/nvidia/rapidsai/notebooks:26.10-cuda13-py3.13" in a
     assert f"{ROOT}:/home/rapids/playbook:ro" in a and "CUPY_CACHE_DIR=/home/rapids/cache/cupy" in a
+
+
+@pytest.mark.parametrize(
+    ("env", "reason"),
+    [({"FAKE_DOCKER": "down"}, "docker does not answer"), ({"FAKE_DRIVER": ""}, "no NVIDIA GPU/driver found")],
+)
+def test_unusable_docker_falls_back_to_local_saying_why(fake, env, reason):
+    p, calls = fake("--headless", "--param", "no_such_knob=1", PLAYBOOK_VENV=sys.prefix, **env)
+    assert reason in p.stderr and "running in a local virtual environment instead" in p.stderr
+    assert p.returncode == 2 and "unknown parameter(s) no_such_knob" in p.stderr
+    assert not [c for c in calls if c.startswith(("run ", "pull "))]
 
 
 def test_no_docker_falls_back_to_local(fake, tmp_path):

@@ -28,24 +28,54 @@ def _finish(fig: Figure, name: str) -> None:
     plt.close(fig)
 
 
-def qc(adata: AnnData, *, name: str = "qc") -> None:
-    """Violin plots of genes, counts and mitochondrial % per cell, and the two QC scatter plots."""
+def qc(
+    adata: AnnData,
+    *,
+    name: str = "qc",
+    min_genes: float | None = None,
+    max_genes: float | None = None,
+    max_pct_mt: float | None = None,
+) -> None:
+    """Violin plots of genes, counts and mitochondrial % per cell, and the two QC scatter plots.
+
+    Cut-offs that are given are drawn as dashed lines, so that one sees what a filter will remove.
+    """
     obs = adata.obs
     fig, axes = plt.subplots(1, 5, figsize=(20, 3.8))
-    for ax, col in zip(
-        axes[:3], ["n_genes_by_counts", "total_counts", "pct_counts_mt"], strict=True
-    ):
+    lines = {
+        "n_genes_by_counts": [min_genes, max_genes],
+        "total_counts": [],
+        "pct_counts_mt": [max_pct_mt],
+    }
+    for ax, (col, cuts) in zip(axes[:3], lines.items(), strict=True):
         v = obs[col].to_numpy(dtype=float)
         ax.violinplot(v, showmedians=True)
         ax.scatter(
             1 + np.random.default_rng(0).uniform(-0.15, 0.15, v.size), v, s=0.5, c="k", alpha=0.3
         )
+        for c in cuts:
+            if c is not None:
+                ax.axhline(c, ls="--", c="tab:red", lw=1)
         ax.set_title(col)
         ax.set_xticks([])
     axes[3].scatter(obs["total_counts"], obs["pct_counts_mt"], s=1, alpha=0.4)
-    axes[3].set(xlabel="total_counts", ylabel="pct_counts_mt", title="counts vs mito %")
+    axes[3].set(
+        xscale="log", xlabel="total_counts", ylabel="pct_counts_mt", title="counts vs mito %"
+    )
     axes[4].scatter(obs["total_counts"], obs["n_genes_by_counts"], s=1, alpha=0.4)
-    axes[4].set(xlabel="total_counts", ylabel="n_genes_by_counts", title="counts vs genes")
+    axes[4].set(
+        xscale="log",
+        yscale="log",
+        xlabel="total_counts",
+        ylabel="n_genes_by_counts",
+        title="counts vs genes",
+    )
+    for c in (max_pct_mt,):
+        if c is not None:
+            axes[3].axhline(c, ls="--", c="tab:red", lw=1)
+    for c in (min_genes, max_genes):
+        if c is not None:
+            axes[4].axhline(c, ls="--", c="tab:red", lw=1)
     fig.tight_layout()
     _finish(fig, name)
 
