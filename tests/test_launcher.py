@@ -179,7 +179,10 @@ def test_apptainer_uses_nv_and_binds(fake):
 
 @pytest.mark.parametrize(
     ("env", "reason"),
-    [({"FAKE_DOCKER": "down"}, "docker does not answer"), ({"FAKE_DRIVER": ""}, "no NVIDIA GPU/driver found")],
+    [
+        ({"FAKE_DOCKER": "down"}, "docker does not answer"),
+        ({"FAKE_DRIVER": ""}, "no NVIDIA GPU/driver found"),
+    ],
 )
 def test_unusable_docker_falls_back_to_local_saying_why(fake, env, reason):
     p, calls = fake("--headless", "--param", "no_such_knob=1", PLAYBOOK_VENV=sys.prefix, **env)

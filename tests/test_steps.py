@@ -138,3 +138,28 @@ def test_louvain_resolution_matters(adata):
     scp.tl.louvain(adata, resolution=0.2, key_added="lo")
     scp.tl.louvain(adata, resolution=3.0, key_added="hi")
     assert adata.obs["hi"].nunique() > adata.obs["lo"].nunique()
+
+
+def test_too_large_for_the_gpu_is_refused_before_moving(adata, monkeypatch):
+    import scplaybook.get._device as dev
+
+    monkeypatch.setattr(dev, "resolve_backend", lambda: "gpu")
+    monkeypatch.setattr(dev, "free_gpu_bytes", lambda: 10 * 1024**2)
+    monkeypatch.setattr(dev, "gpu_name", lambda: "Test GPU")
+    need = scp.get.gpu_bytes_needed(adata)
+    assert need > 3 * adata.X.nnz * 8
+    with pytest.raises(
+        scp.GPUMemoryError, match=r"need about .* GiB.*0.0 GiB are free on Test GPU.*fewer cells"
+    ):
+        scp.get.to_gpu(adata)
+    assert not scp._backend.x_on_gpu(adata)
+
+
+def test_first_gpu_run_says_it_compiles(tmp_path, monkeypatch, caplog):
+    from scplaybook.runner._run import _say_if_first_compile
+
+    monkeypatch.setenv("CUPY_CACHE_DIR", str(tmp_path / "cupy"))
+    assert _say_if_first_compile()
+    (tmp_path / "cupy").mkdir()
+    (tmp_path / "cupy" / "kern.cubin").write_bytes(b"x")
+    assert not _say_if_first_compile()

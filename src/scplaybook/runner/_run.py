@@ -118,6 +118,8 @@ class Run:
         np.random.seed(seed)
         settings.set_figdir(path / "figures")
         settings.timings.clear()
+        if backend == "gpu":
+            _say_if_first_compile()
         logger.info(
             f"run folder: {path}\nbackend: {backend.upper()}"
             + (f" ({gpu_name()})" if backend == "gpu" else "")
@@ -164,6 +166,18 @@ class Run:
         atomic_write_h5ad(adata, self.path / "adata.h5ad")
         write_checksums(self.path)
         logger.info(f"results saved in {self.path}")
+
+
+def _say_if_first_compile() -> bool:
+    """Tell the user when GPU kernels will be compiled (an empty kernel cache); return whether."""
+    cache = Path(os.environ.get("CUPY_CACHE_DIR") or Path.home() / ".cupy" / "kernel_cache")
+    if cache.is_dir() and any(cache.iterdir()):
+        return False
+    logger.info(
+        f"first GPU run with the kernel cache {cache}: GPU kernels are compiled as each step first runs "
+        "(about a minute in all); later runs reuse them."
+    )
+    return True
 
 
 def parse_params(items: list[str] | None) -> dict[str, Any]:
