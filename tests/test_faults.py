@@ -172,3 +172,17 @@ def test_results_get_normal_permissions(tmp_path):
     finally:
         os.umask(old)
     assert p.stat().st_mode & 0o777 == 0o644
+
+
+def test_bad_input_through_the_command_line_ends_with_one_message(tmp_path, raw_adata, capsys):
+    from scplaybook._cli import main
+
+    good = tmp_path / "good.h5ad"
+    raw_adata[:50].copy().write_h5ad(good)
+    cut = tmp_path / "cut.h5ad"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    assert main(["run", "--data", str(cut), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    (line,) = [ln for ln in err if ln.startswith("error:")]
+    assert "looks truncated or corrupt" in line and str(cut) in line
+    assert not any(ln.startswith("Traceback") for ln in err) and "Partial results are kept" in err[-1]

@@ -188,3 +188,11 @@ def test_mouse_mt_prefix_is_recognised(adata):
     scp.pp.calculate_qc_metrics(adata)
     assert adata.uns["qc"]["mito_prefix"] == "mt-" and adata.var["mt"].sum() == 13
     assert adata.obs["pct_counts_mt"].median() > 1
+
+
+def test_all_zero_cells_warned_all_zero_genes_kept(caplog):
+    X = np.array([[0, 0, 0], [1, 0, 2], [0, 0, 0], [3, 0, 1]], dtype=float)
+    with caplog.at_level("WARNING", logger="scplaybook"):
+        out = scp.io.check_raw_counts(X, source="m.h5ad")
+    assert "2 cell(s) have no counts at all" in caplog.text
+    assert out.shape == (4, 3)  # the all-zero gene stays; filter_genes removes it later
