@@ -185,4 +185,6 @@ def test_bad_input_through_the_command_line_ends_with_one_message(tmp_path, raw_
     err = capsys.readouterr().err.strip().splitlines()
     (line,) = [ln for ln in err if ln.startswith("error:")]
     assert "looks truncated or corrupt" in line and str(cut) in line
-    assert not any(ln.startswith("Traceback") for ln in err) and "Partial results are kept" in err[-1]
+    assert (
+        not any(ln.startswith("Traceback") for ln in err) and "Partial results are kept" in err[-1]
+    )

@@ -117,3 +117,38 @@ def test_flipped_bytes_in_results_are_caught(run_dir, tmp_path):
     anndata.read_h5ad(copy / "adata.h5ad")  # HDF5 itself does not notice
     with pytest.raises(scp.InputError, match="does not match the SHA-256 recorded"):
         scp.read(copy / "adata.h5ad", check_counts=False)
+
+
+def test_own_data_without_batches_or_labels(tmp_path, raw_adata):
+    """A user's file with one batch and no labels: Harmony is skipped, DE groups by Leiden."""
+    own = raw_adata.copy()
+    own.obs = own.obs[[]]  # nothing but barcodes
+    own.write_h5ad(tmp_path / "own.h5ad")
+    params = {"batch_key": "assay", "label_key": None, "dpt_root": None, "backend": "cpu"}
+    with pytest.raises(scp.runner.RunFailed):
+        scp.runner.run_playbook(
+            data=tmp_path / "own.h5ad", out=tmp_path / "a", params=params, progress=False
+        )
+    params["batch_key"] = None
+    run = scp.runner.run_playbook(
+        data=tmp_path / "own.h5ad", out=tmp_path / "b", params=params, progress=False
+    )
+    res = ad.read_h5ad(run / "adata.h5ad")
+    assert (
+        "rank_genes_groups_wilcoxon" in res.uns
+        and res.uns["rank_genes_groups_wilcoxon"]["params"]["groupby"] == "leiden_harmony"
+    )
+    assert "dpt_pseudotime" not in res.obs
+    assert (run / "figures" / "umap_after_harmony.png").exists()
+
+
+def test_labels_in_dpt_root_without_label_key_refused_early(tmp_path):
+    with pytest.raises(scp.runner.RunFailed) as e:
+        scp.runner.run_playbook(
+            out=tmp_path, params={"label_key": None, "backend": "cpu"}, progress=False
+        )
+    assert "label_key is None, so groups are Leiden clusters" in str(e.value)
+    (run,) = tmp_path.iterdir()
+    assert json.loads(
+        (run / "scRNA_analysis_preprocessing.ipynb").read_text()
+    )  # saved with the error

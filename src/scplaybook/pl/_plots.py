@@ -111,7 +111,7 @@ def embedding(
 
 def batch_mixing(adata: AnnData, *, name: str = "batch_mixing") -> None:
     """Batch-mixing score of each kNN graph (before/after Harmony)."""
-    scores = adata.uns.get("batch_mixing", {})
+    scores = {k: v for k, v in adata.uns.get("batch_mixing", {}).items() if np.isfinite(v)}
     fig, ax = plt.subplots(figsize=(4, 3))
     ax.bar(
         list(scores),

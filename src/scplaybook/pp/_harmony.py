@@ -8,6 +8,7 @@ import numpy as np
 
 from .._backend import backend_for_graph, rsc
 from .._errors import ParameterError
+from .._settings import logger
 from .._timing import note_backend, timed
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ def _harmonypy_corrected(z: np.ndarray, n_obs: int, n_pcs: int) -> np.ndarray:
 @timed("harmony")
 def harmony_integrate(
     adata: AnnData,
-    key: str,
+    key: str | None,
     *,
     basis: str = "X_pca",
     adjusted_basis: str = "X_pca_harmony",
@@ -42,8 +43,13 @@ def harmony_integrate(
 ) -> AnnData:
     """Correct ``obsm[basis]`` for the batches in ``obs[key]`` with Harmony.
 
-    The corrected embedding goes to ``obsm[adjusted_basis]``.
+    The corrected embedding goes to ``obsm[adjusted_basis]``. With ``key=None`` (data of one batch)
+    there is nothing to correct: ``obsm[basis]`` is copied there, so later steps read the same key.
     """
+    if key is None:
+        logger.info("    no batch key: Harmony skipped, the embedding is used as it is")
+        adata.obsm[adjusted_basis] = np.asarray(adata.obsm[basis]).copy()
+        return adata
     if key not in adata.obs:
         raise ParameterError(
             f"batch key {key!r} is not a column of obs; the columns are: {', '.join(map(str, adata.obs.columns))}."

@@ -363,6 +363,13 @@ def check_params(adata: AnnData, params: dict[str, Any]) -> None:
             f"label_key={label_key!r} is not a column of obs; the columns are: {cols} (or use None)."
         )
     root, groups = params.get("dpt_root"), params.get("dpt_groups")
+    if root is not None and label_key is None:
+        names = [str(g) for g in [root, *(groups or [])]]
+        if not all(n.isdigit() for n in names):
+            raise ParameterError(
+                f"dpt_root={root!r} / dpt_groups={groups!r} name labels, but label_key is None, so groups are "
+                "Leiden clusters ('0', '1', ...): give cluster numbers, or dpt_root=None to skip pseudotime."
+            )
     if root is not None and label_key is not None:
         present = set(adata.obs[label_key].astype(str))
         for g in [root, *(groups or [])]:

@@ -12,7 +12,9 @@ if TYPE_CHECKING:
     from anndata import AnnData
 
 
-def batch_mixing(adata: AnnData, batch_key: str, *, neighbors_key: str | None = None) -> float:
+def batch_mixing(
+    adata: AnnData, batch_key: str | None, *, neighbors_key: str | None = None
+) -> float:
     """Mean normalised batch entropy of each cell's kNN neighbourhood.
 
     For each cell, the entropy of the batch labels of its neighbours in the graph
@@ -22,9 +24,12 @@ def batch_mixing(adata: AnnData, batch_key: str, *, neighbors_key: str | None = 
 
     Returns
     -------
-    The score.
+    The score (NaN when ``batch_key`` is None: one batch, nothing to mix).
     """
     key = neighbors_key or "neighbors"
+    if batch_key is None:
+        adata.uns.setdefault("batch_mixing", {})[key] = float("nan")
+        return float("nan")
     if key not in adata.uns:
         raise ParameterError(f"no neighbor graph {key!r}: run pp.neighbors first.")
     if batch_key not in adata.obs:
