@@ -188,3 +188,19 @@ def test_bad_input_through_the_command_line_ends_with_one_message(tmp_path, raw_
     assert (
         not any(ln.startswith("Traceback") for ln in err) and "Partial results are kept" in err[-1]
     )
+
+
+def test_checksums_cover_new_files_and_reuse_old(tmp_path, monkeypatch):
+    from scplaybook.io import write_checksums
+
+    (tmp_path / "a.csv").write_text("a")
+    write_checksums(tmp_path)
+    calls = []
+    real = scp.datasets.sha256sum
+    monkeypatch.setattr(scp.datasets, "sha256sum", lambda p: calls.append(p.name) or real(p))
+    (tmp_path / "b.html").write_text("b")
+    text = write_checksums(tmp_path).read_text()
+    assert calls == ["b.html"] and "a.csv" in text and "b.html" in text
+    assert scp.io.verify_checksum(tmp_path / "a.csv") and scp.io.verify_checksum(
+        tmp_path / "b.html"
+    )

@@ -16,16 +16,34 @@ _SKIP = {SUMS, "STATUS"}
 
 
 def write_checksums(folder: str | Path) -> Path:
-    """Write ``folder/SHA256SUMS`` for every file below ``folder`` (but itself, STATUS and zips)."""
+    """Write ``folder/SHA256SUMS`` for every file below ``folder`` (but itself, STATUS and zips).
+
+    A file already listed and not modified since the last ``SHA256SUMS`` keeps its digest, so a
+    second call (the runner's, after the notebook's) hashes only what is new.
+    """
     from ..datasets import sha256sum
 
     folder = Path(folder)
-    lines = [
-        f"{sha256sum(p)}  {p.relative_to(folder).as_posix()}"
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name not in _SKIP and not p.name.startswith(".") and p.suffix != ".zip"
-    ]
-    return atomic_write_text(folder / SUMS, "\n".join(lines) + "\n")
+    sums = folder / SUMS
+    known: dict[str, str] = {}
+    if sums.is_file():
+        since = sums.stat().st_mtime_ns
+        for line in sums.read_text().splitlines():
+            digest, _, name = line.partition("  ")
+            p = folder / name
+            if p.is_file() and p.stat().st_mtime_ns <= since:
+                known[name] = digest
+    lines = []
+    for p in sorted(folder.rglob("*")):
+        if (
+            p.is_file()
+            and p.name not in _SKIP
+            and not p.name.startswith(".")
+            and p.suffix != ".zip"
+        ):
+            name = p.relative_to(folder).as_posix()
+            lines.append(f"{known.get(name) or sha256sum(p)}  {name}")
+    return atomic_write_text(sums, "\n".join(lines) + "\n")
 
 
 def verify_checksum(path: str | Path) -> bool:
