@@ -11,6 +11,7 @@ results.md into --out and prints the table.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -22,30 +23,30 @@ from pathlib import Path
 
 
 class Clock:
+    """Per-step wall times; GPU work is synchronised before a step's clock stops."""
+
     def __init__(self, gpu: bool):
-        self.gpu, self.steps, self.t = gpu, {}, None
+        self.gpu, self.steps = gpu, {}
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
-
+    @contextlib.contextmanager
     def step(self, name: str):
-        clock = self
+        t0 = time.perf_counter()
+        yield
+        if self.gpu:
+            import cupy
 
-        class _S:
-            def __enter__(self):
-                self.t0 = time.perf_counter()
+            cupy.cuda.Device().synchronize()
+        self.steps[name] = self.steps.get(name, 0.0) + time.perf_counter() - t0
 
-            def __exit__(self, *a):
-                if clock.gpu:
-                    import cupy
 
-                    cupy.cuda.Device().synchronize()
-                clock.steps[name] = clock.steps.get(name, 0.0) + time.perf_counter() - self.t0
+def _rmm_pool() -> None:
+    """The RMM pool allocator for CuPy, as the original notebook sets it (both pipelines use it)."""
+    import cupy as cp
+    import rmm
+    from rmm.allocators.cupy import rmm_cupy_allocator
 
-        return _S()
+    rmm.reinitialize(managed_memory=False, pool_allocator=True, devices=0)
+    cp.cuda.set_allocator(rmm_cupy_allocator)
 
 
 def reference(path: str, gpu: bool, clock: Clock) -> None:
@@ -55,11 +56,8 @@ def reference(path: str, gpu: bool, clock: Clock) -> None:
     if gpu:
         import cupy as cp
         import rapids_singlecell as rsc
-        import rmm
-        from rmm.allocators.cupy import rmm_cupy_allocator
 
-        rmm.reinitialize(managed_memory=False, pool_allocator=True, devices=0)
-        cp.cuda.set_allocator(rmm_cupy_allocator)
+        _rmm_pool()
         lib = rsc
     else:
         lib = sc
@@ -181,12 +179,7 @@ def ours(path: str, gpu: bool, clock: Clock) -> None:
 
     scp.set_backend("gpu" if gpu else "cpu")
     if gpu:
-        import cupy as cp
-        import rmm
-        from rmm.allocators.cupy import rmm_cupy_allocator
-
-        rmm.reinitialize(managed_memory=False, pool_allocator=True, devices=0)
-        cp.cuda.set_allocator(rmm_cupy_allocator)
+        _rmm_pool()
     with clock.step("load"):
         adata = scp.read(path, check_counts=False)
     if gpu:
