@@ -42,20 +42,14 @@ def qc(
     """
     obs = adata.obs
     fig, axes = plt.subplots(1, 5, figsize=(20, 3.8))
-    lines = {
-        "n_genes_by_counts": [min_genes, max_genes],
-        "total_counts": [],
-        "pct_counts_mt": [max_pct_mt],
-    }
-    for ax, (col, cuts) in zip(axes[:3], lines.items(), strict=True):
+    for ax, col in zip(
+        axes[:3], ["n_genes_by_counts", "total_counts", "pct_counts_mt"], strict=True
+    ):
         v = obs[col].to_numpy(dtype=float)
         ax.violinplot(v, showmedians=True)
         ax.scatter(
             1 + np.random.default_rng(0).uniform(-0.15, 0.15, v.size), v, s=0.5, c="k", alpha=0.3
         )
-        for c in cuts:
-            if c is not None:
-                ax.axhline(c, ls="--", c="tab:red", lw=1)
         ax.set_title(col)
         ax.set_xticks([])
     axes[3].scatter(obs["total_counts"], obs["pct_counts_mt"], s=1, alpha=0.4)
@@ -70,12 +64,12 @@ def qc(
         ylabel="n_genes_by_counts",
         title="counts vs genes",
     )
-    for c in (max_pct_mt,):
-        if c is not None:
-            axes[3].axhline(c, ls="--", c="tab:red", lw=1)
-    for c in (min_genes, max_genes):
-        if c is not None:
-            axes[4].axhline(c, ls="--", c="tab:red", lw=1)
+    # the cut-offs, on every panel whose y axis they apply to
+    genes, mito = (min_genes, max_genes), (max_pct_mt,)
+    for ax, cuts in ((axes[0], genes), (axes[2], mito), (axes[3], mito), (axes[4], genes)):
+        for c in cuts:
+            if c is not None:
+                ax.axhline(c, ls="--", c="tab:red", lw=1)
     fig.tight_layout()
     _finish(fig, name)
 
