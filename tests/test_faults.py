@@ -196,8 +196,10 @@ def test_checksums_cover_new_files_and_reuse_old(tmp_path, monkeypatch):
     (tmp_path / "a.csv").write_text("a")
     write_checksums(tmp_path)
     calls = []
-    real = scp.datasets.sha256sum
-    monkeypatch.setattr(scp.datasets, "sha256sum", lambda p: calls.append(p.name) or real(p))
+    import scplaybook.io._checksums as sums
+
+    real = sums.sha256sum
+    monkeypatch.setattr(sums, "sha256sum", lambda p: calls.append(p.name) or real(p))
     (tmp_path / "b.html").write_text("b")
     text = write_checksums(tmp_path).read_text()
     assert calls == ["b.html"] and "a.csv" in text and "b.html" in text

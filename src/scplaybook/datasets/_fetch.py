@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
@@ -17,6 +16,7 @@ from tqdm.auto import tqdm
 
 from .._errors import DownloadError, ParameterError
 from .._settings import logger
+from ..io._checksums import sha256sum
 
 _CHUNK = 1 << 20
 
@@ -37,15 +37,6 @@ def default_cache() -> Path:
         if (parent / "data" / "README.md").exists() and (parent / "setup").is_dir():
             return parent / "data" / "cache"
     return Path.home() / ".cache" / "scplaybook"
-
-
-def sha256sum(path: Path) -> str:
-    """SHA-256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _stamp_path(path: Path) -> Path:

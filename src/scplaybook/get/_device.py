@@ -8,6 +8,9 @@ from .._backend import gpu_name, resolve_backend, rsc, x_on_gpu
 from .._errors import GPUMemoryError
 from .._timing import note_backend, timed
 
+if TYPE_CHECKING:
+    from anndata import AnnData
+
 _GIB = 1024**3
 
 
@@ -35,10 +38,6 @@ def gpu_bytes_needed(adata: AnnData, *, n_top_genes: int = 2000) -> int:
         x_bytes = X.size * X.dtype.itemsize
     dense_hvg = adata.n_obs * min(n_top_genes, adata.n_vars) * 4
     return 3 * x_bytes + 2 * dense_hvg
-
-
-if TYPE_CHECKING:
-    from anndata import AnnData
 
 
 @timed("to GPU")

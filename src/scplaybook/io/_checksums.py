@@ -6,13 +6,24 @@ without a word. A ``SHA256SUMS`` file (the format of ``sha256sum``) beside the r
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from .._errors import InputError
 from ._write import atomic_write_text
 
 SUMS = "SHA256SUMS"
+_CHUNK = 1 << 20
 _SKIP = {SUMS, "STATUS"}
+
+
+def sha256sum(path: str | Path) -> str:
+    """SHA-256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_CHUNK), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def write_checksums(folder: str | Path) -> Path:
@@ -21,8 +32,6 @@ def write_checksums(folder: str | Path) -> Path:
     A file already listed and not modified since the last ``SHA256SUMS`` keeps its digest, so a
     second call (the runner's, after the notebook's) hashes only what is new.
     """
-    from ..datasets import sha256sum
-
     folder = Path(folder)
     sums = folder / SUMS
     known: dict[str, str] = {}
@@ -54,8 +63,6 @@ def verify_checksum(path: str | Path) -> bool:
     InputError
         When the file's SHA-256 differs from the recorded one.
     """
-    from ..datasets import sha256sum
-
     path = Path(path)
     sums = path.parent / SUMS
     if not sums.is_file():

@@ -40,9 +40,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp_path
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(
-            tmp_path, 0o666 & ~umask
-        )  # mkstemp makes 0600: results must be readable like any file
+        # mkstemp makes 0600: results must be readable like any other file
+        os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, path)
     except OSError as e:
         tmp_path.unlink(missing_ok=True)

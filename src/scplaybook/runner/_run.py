@@ -20,6 +20,7 @@ from .._backend import gpu_name, set_backend
 from .._errors import ParameterError, PlaybookError
 from .._settings import logger, settings
 from ..io import atomic_write, atomic_write_h5ad, atomic_write_text, write_checksums
+from ..io._checksums import sha256sum
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -80,8 +81,6 @@ def _versions() -> dict[str, str]:
 
 
 def _sha256(path: str | Path | None) -> str | None:
-    from ..datasets import sha256sum
-
     return sha256sum(Path(path)) if path and Path(path).is_file() else None
 
 
@@ -280,9 +279,8 @@ def run_playbook(
     params["output_dir"] = str(run_dir.resolve())
     _mark(run_dir, "running")
     executed = run_dir / NOTEBOOK_NAME
-    partial = (
-        run_dir / f".{NOTEBOOK_NAME}.part"
-    )  # papermill writes as it goes; renamed when it ends
+    # papermill writes the notebook as it goes: under a temporary name, renamed when it ends
+    partial = run_dir / f".{NOTEBOOK_NAME}.part"
     logger.info(f"running {nb.name} -> {run_dir}")
     error: BaseException | None = None
     try:
