@@ -23,10 +23,14 @@ from pathlib import Path
 
 
 class Clock:
-    """Per-step wall times; GPU work is synchronised before a step's clock stops."""
+    """Per-step wall times; GPU work is synchronised before a step's clock stops.
 
-    def __init__(self, gpu: bool):
-        self.gpu, self.steps = gpu, {}
+    After every step the times so far are written to ``partial`` (JSON), so that a run stopped at
+    the time cap still reports the steps it finished.
+    """
+
+    def __init__(self, gpu: bool, partial: Path | None = None):
+        self.gpu, self.steps, self.partial = gpu, {}, partial
 
     @contextlib.contextmanager
     def step(self, name: str):
@@ -37,6 +41,8 @@ class Clock:
 
             cupy.cuda.Device().synchronize()
         self.steps[name] = self.steps.get(name, 0.0) + time.perf_counter() - t0
+        if self.partial:
+            self.partial.write_text(json.dumps({"steps": self.steps, "stopped": True}))
 
 
 def _rmm_pool() -> None:
@@ -178,8 +184,6 @@ def ours(path: str, gpu: bool, clock: Clock) -> None:
     import scplaybook as scp
 
     scp.set_backend("gpu" if gpu else "cpu")
-    if gpu:
-        _rmm_pool()
     with clock.step("load"):
         adata = scp.read(path, check_counts=False)
     if gpu:
@@ -201,9 +205,6 @@ def ours(path: str, gpu: bool, clock: Clock) -> None:
         scp.pp.scale(adata, max_value=10)
     with clock.step("PCA"):
         scp.pp.pca(adata, n_comps=100)
-    if gpu:
-        with clock.step("to CPU"):
-            scp.get.to_cpu(adata)
     with clock.step("kNN + UMAP"):
         scp.pp.neighbors(adata, n_neighbors=15, n_pcs=40)
         scp.tl.umap(adata)
@@ -229,6 +230,26 @@ def ours(path: str, gpu: bool, clock: Clock) -> None:
     return adata
 
 
+def _top_markers(adata, key: str, n: int = 10) -> dict[str, list[str]]:
+    import pandas as pd
+
+    names = pd.DataFrame(adata.uns[key]["names"])
+    return {str(g): names[g].astype(str).tolist()[:n] for g in names.columns}
+
+
+def _start_memory_statistics(pipeline: str) -> None:
+    """The RMM pool (each pipeline's own way of setting it), with peak-memory statistics on top."""
+    import rmm.statistics
+
+    if pipeline == "reference":
+        _rmm_pool()
+    else:
+        from scplaybook._gpu import use_memory_pool
+
+        use_memory_pool()
+    rmm.statistics.enable_statistics()
+
+
 def worker(args) -> None:
     t0 = time.perf_counter()
     import scanpy  # noqa: F401
@@ -239,13 +260,22 @@ def worker(args) -> None:
     import scplaybook  # noqa: F401
 
     imports = time.perf_counter() - t0
-    clock = Clock(args.gpu)
+    clock = Clock(args.gpu, Path(args.json))
+    if args.gpu:
+        _start_memory_statistics(args.worker)
     t1 = time.perf_counter()
     adata = (reference if args.worker == "reference" else ours)(args.data, args.gpu, clock)
     total = time.perf_counter() - t1
+    peak = None
+    if args.gpu:
+        import rmm.statistics
+
+        peak = rmm.statistics.get_statistics().peak_bytes / 2**30
     labels = adata.obs["leiden_harmony"].astype(str).tolist()
+    key = next(k for k in adata.uns if str(k).startswith("rank_genes_groups"))
     Path(args.json).write_text(json.dumps({"import": imports, "total": total, "steps": clock.steps, "leiden": labels,
-                                           "obs_names": adata.obs_names.tolist()}))  # fmt: skip
+                                           "obs_names": adata.obs_names.tolist(), "peak_gpu_gib": peak,
+                                           "markers": _top_markers(adata, key)}))  # fmt: skip
 
 
 def run_one(
@@ -271,8 +301,27 @@ def run_one(
         subprocess.run(cmd, env=env, check=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         print(f"{pipeline}: stopped at the {timeout:.0f} s cap", file=sys.stderr)
-        return None
+        if not js.exists():
+            return None
+        partial = json.loads(js.read_text())
+        return {"import": float("nan"), "total": float("nan"), **partial}
     return json.loads(js.read_text())
+
+
+def _agreement(a: dict, b: dict, names: tuple[str, str]) -> str:
+    """Leiden ARI and top-10 logreg marker overlap between two complete runs."""
+    from sklearn.metrics import adjusted_rand_score
+
+    common = sorted(set(a["obs_names"]) & set(b["obs_names"]))
+    la = dict(zip(a["obs_names"], a["leiden"], strict=True))
+    lb = dict(zip(b["obs_names"], b["leiden"], strict=True))
+    ari = adjusted_rand_score([la[c] for c in common], [lb[c] for c in common])
+    overlap = {g: len(set(a["markers"][g]) & set(b["markers"].get(g, []))) for g in a["markers"]}
+    return (
+        f"Leiden (Harmony) ARI between {names[0]} and {names[1]}: {ari:.3f} on {len(common)} common "
+        f"cells; top-10 logreg markers shared per group: {min(overlap.values())}-"
+        f"{max(overlap.values())} of 10 (mean {statistics.mean(overlap.values()):.1f})\n"
+    )
 
 
 def main() -> None:
@@ -285,6 +334,12 @@ def main() -> None:
     p.add_argument("--pipelines", default="reference,ours")
     p.add_argument("--out", type=Path, default=Path("bench-out"))
     p.add_argument("--cap", type=float, default=1800, help="seconds before a run is stopped")
+    p.add_argument(
+        "--scanpy-cap",
+        type=float,
+        default=0,
+        help="also run the recipe with scanpy on the CPU cores, stopped after this many seconds",
+    )
     p.add_argument("--smoke", action="store_true", help="small CPU run (CI)")
     p.add_argument("--cpu", action="store_true", help="run on the CPU even where a GPU is")
     (
@@ -297,8 +352,6 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
-    from sklearn.metrics import adjusted_rand_score
-
     import scplaybook as scp
 
     gpu = scp.gpu_available() and not (args.cpu or args.smoke)
@@ -308,13 +361,12 @@ def main() -> None:
     data = args.out / f"synthetic_{args.cells}x{args.genes}.h5ad"
     if not data.exists():
         t = time.perf_counter()
-        adata = scp.datasets.synthetic_pbmc(args.cells, args.genes, device="gpu" if gpu else "cpu")
-        gen = time.perf_counter() - t
-        adata.write_h5ad(data)
-        print(
-            f"generated {args.cells} x {args.genes} ({adata.X.nnz} non-zeros) in {gen:.1f} s; written in {time.perf_counter() - t - gen:.1f} s"
+        nnz = scp.datasets.write_synthetic_h5ad(
+            data, args.cells, args.genes, device="gpu" if gpu else "cpu"
         )
-        del adata
+        print(
+            f"generated and written {args.cells} x {args.genes} ({nnz} non-zeros) in {time.perf_counter() - t:.1f} s"
+        )
     results: dict[str, dict] = {}
     for pipe in args.pipelines.split(","):
         cache = Path(tempfile.mkdtemp(prefix=f"cache-{pipe}-"))
@@ -327,30 +379,40 @@ def main() -> None:
             if r
         ]
         results[pipe] = {"cold": cold, "warm": warm}
-    rows, steps = [], []
-    for pipe in results:
-        for r in [results[pipe]["cold"], *results[pipe]["warm"]]:
-            if r:
-                steps += [s for s in r["steps"] if s not in steps]
+    cpu_run = None
+    if args.scanpy_cap and gpu:
+        cache = Path(tempfile.mkdtemp(prefix="cache-scanpy-"))
+        cpu_run = run_one("reference", data, False, cache, args.out, args.scanpy_cap)
+    steps = []
+    for r in [cpu_run] + [
+        r for pipe in results for r in [results[pipe]["cold"], *results[pipe]["warm"]]
+    ]:
+        if r:
+            steps += [s for s in r["steps"] if s not in steps]
 
     def med(pipe, state, key):
         runs = [results[pipe]["cold"]] if state == "cold" else results[pipe]["warm"]
         vals = [
-            (r["steps"].get(key, 0.0) if key not in ("total", "import") else r[key])
+            (r["steps"].get(key, float("nan")) if key not in ("total", "import") else r[key])
             for r in runs
             if r
         ]
         return statistics.median(vals) if vals else float("nan")
 
     pipes = list(results)
+    cols = [f"{p} {s}" for s in ("cold", "warm") for p in pipes] + (
+        ["scanpy CPU"] if cpu_run else []
+    )
     head = (
         "| step | "
-        + " | ".join(f"{p} {s}" for s in ("cold", "warm") for p in pipes)
+        + " | ".join(cols)
         + (" | ratio cold | ratio warm |" if len(pipes) == 2 else " |")
     )
     rows = [head, "|" + " --- |" * (head.count("|") - 1)]
     for key in [*steps, "total", "import"]:
         vals = [med(p, s, key) for s in ("cold", "warm") for p in pipes]
+        if cpu_run:
+            vals.append(cpu_run["steps"].get(key, cpu_run.get(key, float("nan"))))
         row = f"| {key} | " + " | ".join(f"{v:.2f}" for v in vals)
         if len(pipes) == 2:
             row += (
@@ -359,30 +421,54 @@ def main() -> None:
                 else " | | "
             )
         rows.append(row + " |")
-    agree = ""
-    if len(pipes) == 2 and results[pipes[0]]["cold"] and results[pipes[1]]["cold"]:
-        a, b = results[pipes[0]]["cold"], results[pipes[1]]["cold"]
-        common = sorted(set(a["obs_names"]) & set(b["obs_names"]))
-        la, lb = (
-            dict(zip(a["obs_names"], a["leiden"], strict=True)),
-            dict(zip(b["obs_names"], b["leiden"], strict=True)),
+    notes = ""
+    if len(pipes) == 2 and all(
+        results[p]["cold"] and "leiden" in results[p]["cold"] for p in pipes
+    ):
+        notes += _agreement(results[pipes[0]]["cold"], results[pipes[1]]["cold"], tuple(pipes))
+    for pipe in pipes:
+        peaks = [
+            r.get("peak_gpu_gib") for r in [results[pipe]["cold"], *results[pipe]["warm"]] if r
+        ]
+        if any(peaks):
+            notes += f"Peak GPU memory of {pipe} (RMM statistics): {max(x for x in peaks if x):.1f} GiB\n"
+    if cpu_run:
+        ours = "ours" if "ours" in pipes else pipes[-1]
+        both = [
+            k
+            for k in cpu_run["steps"]
+            if k not in ("load", "to GPU", "to CPU") and k in results[ours]["cold"]["steps"]
+        ]
+        gpu_s = sum(med(ours, "warm", k) for k in both)
+        cpu_s = sum(cpu_run["steps"][k] for k in both)
+        state = (
+            f"stopped at the {args.scanpy_cap:.0f} s cap" if cpu_run.get("stopped") else "finished"
         )
-        ari = adjusted_rand_score([la[c] for c in common], [lb[c] for c in common])
-        agree = f"\nLeiden (Harmony) ARI between {pipes[0]} and {pipes[1]}: {ari:.3f} on {len(common)} common cells\n"
+        notes += (
+            f"scanpy on {os.cpu_count()} CPU cores ({state}): the {len(both)} compute steps both finished "
+            f"take {cpu_s:.1f} s on the CPU and {gpu_s:.2f} s with {ours} warm on the GPU: {cpu_s / gpu_s:.0f}x\n"
+        )
     device = scp.gpu_name() if gpu else f"CPU ({os.cpu_count()} cores)"
     md = (
         f"{args.cells} cells x {args.genes} genes on {device}; seconds (warm: median of {args.repeats})\n\n"
         + "\n".join(rows)
-        + "\n"
-        + agree
+        + "\n\n"
+        + notes
     )
-    for pipe in results:
-        for r in [results[pipe]["cold"], *results[pipe]["warm"]]:
-            if r:
-                r.pop("leiden"), r.pop("obs_names")
+    for r in [cpu_run] + [
+        r for pipe in results for r in [results[pipe]["cold"], *results[pipe]["warm"]]
+    ]:
+        if r:
+            r.pop("leiden", None), r.pop("obs_names", None)
     (args.out / "results.json").write_text(
         json.dumps(
-            {"device": device, "cells": args.cells, "genes": args.genes, "results": results},
+            {
+                "device": device,
+                "cells": args.cells,
+                "genes": args.genes,
+                "results": results,
+                "scanpy_cpu": cpu_run,
+            },
             indent=1,
         )
     )

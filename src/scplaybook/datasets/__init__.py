@@ -1,7 +1,7 @@
 """Datasets: the synthetic demo with ground truth, and the registry of real datasets."""
 
 from ._fetch import default_cache, fetch, registry, sha256sum
-from ._synthetic import CELL_TYPES, TRAJECTORY, synthetic_pbmc, write_demo
+from ._synthetic import CELL_TYPES, TRAJECTORY, synthetic_pbmc, write_demo, write_synthetic_h5ad
 
 __all__ = [
     "CELL_TYPES",
@@ -13,6 +13,7 @@ __all__ = [
     "sha256sum",
     "synthetic_pbmc",
     "write_demo",
+    "write_synthetic_h5ad",
 ]
 
 

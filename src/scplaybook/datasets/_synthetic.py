@@ -130,6 +130,16 @@ def synthetic_pbmc(
     planted markers per type in ``uns['planted_markers']``; gene symbols in
     ``var['feature_name']`` (the index holds synthetic Ensembl-style IDs, as CELLxGENE files do).
     """
+    d = _design(n_cells, n_genes, seed, frac_low_quality, frac_outliers, batch_strength)
+    X = sp.vstack(list(_count_chunks(d, seed, device, chunk_size, progress)), format="csr")
+    adata = ad.AnnData(X=X, obs=_obs(d), var=d["var"])
+    adata.uns.update(_uns(d, seed))
+    logger.info(f"synthetic dataset: {n_cells} cells x {n_genes} genes, {X.nnz} non-zeros")
+    return adata
+
+
+def _design(n_cells, n_genes, seed, frac_low_quality, frac_outliers, batch_strength) -> dict:
+    """Every random choice except the counts: genes, profiles, cells and their ground truth."""
     if n_cells < 50:
         raise ParameterError(f"n_cells={n_cells} is too small for the demo: use at least 50.")
     rng = np.random.default_rng(seed)
@@ -193,6 +203,15 @@ def synthetic_pbmc(
     batch_fc = np.exp(rng.normal(0.0, batch_strength, (len(assays), n_genes)))
     batch_fc[:, is_mt] = 1.0
 
+    return {k: v for k, v in locals().items() if k not in ("rng",)}
+
+
+def _count_chunks(d: dict, seed: int, device: str, chunk_size: int | None, progress: bool):
+    """Draw the counts cell chunk by cell chunk; yield each chunk as a host CSR matrix."""
+    (n_cells, n_genes, profiles, mt_profile, batch_fc, phi, shape_kind, amp, type_idx, assay_idx, t,
+     k0, k1, mt_frac, lib) = (d[k] for k in (
+        "n_cells", "n_genes", "profiles", "mt_profile", "batch_fc", "phi", "shape_kind", "amp",
+        "type_idx", "assay_idx", "t", "k0", "k1", "mt_frac", "lib"))  # fmt: skip
     xp = _xp(device)
     if chunk_size is None:
         chunk_size = max(1, int((2e8 if device == "gpu" else 2e7) // n_genes))
@@ -200,7 +219,6 @@ def synthetic_pbmc(
     up_d, down_d, peak_d = (xp.asarray((shape_kind == k).astype(float))[None, :] for k in (0, 1, 2))
     amp_d = xp.asarray(amp)[None, :]
     gen = xp.random.default_rng(seed + 1) if device == "gpu" else np.random.default_rng(seed + 1)
-    chunks = []
     starts = range(0, n_cells, chunk_size)
     for s in tqdm(starts, desc="generating cells", disable=not progress or len(starts) < 2):
         e = min(s + chunk_size, n_cells)
@@ -224,12 +242,16 @@ def synthetic_pbmc(
             m = csp.csr_matrix(counts).get()
         else:
             m = sp.csr_matrix(counts)
-        chunks.append(m)
         del mu, lam, counts
-    X = sp.vstack(chunks, format="csr")
+        yield m
 
+
+def _obs(d: dict) -> pd.DataFrame:
+    types, assays, type_idx, assay_idx, t, qc_class, n_cells = (
+        d[k] for k in ("types", "assays", "type_idx", "assay_idx", "t", "qc_class", "n_cells")
+    )
     classes = np.array(["good", "low_quality", "outlier"])
-    obs = pd.DataFrame(
+    return pd.DataFrame(
         {
             "cell_type": pd.Categorical(np.array(types)[type_idx], categories=types),
             "assay": pd.Categorical(np.array(assays)[assay_idx], categories=assays),
@@ -239,19 +261,69 @@ def synthetic_pbmc(
         },
         index=pd.Index([f"cell{i:07d}" for i in range(n_cells)], name="barcode"),
     )
-    adata = ad.AnnData(X=X, obs=obs, var=var)
-    adata.uns["planted_markers"] = {k: list(v[1]) for k, v in CELL_TYPES.items()}
-    adata.uns["synthetic"] = {
-        "generator_version": VERSION,
-        "seed": seed,
-        "trajectory": list(TRAJECTORY),
-        "trajectory_genes": sym[prog].tolist(),
-        "batch_key": "assay",
-        "label_key": "cell_type",
-        "description": "Synthetic PBMC-like raw UMI counts made by scplaybook; not real data.",
+
+
+def _uns(d: dict, seed: int) -> dict:
+    return {
+        "planted_markers": {k: list(v[1]) for k, v in CELL_TYPES.items()},
+        "synthetic": {
+            "generator_version": VERSION,
+            "seed": seed,
+            "trajectory": list(TRAJECTORY),
+            "trajectory_genes": d["sym"][d["prog"]].tolist(),
+            "batch_key": "assay",
+            "label_key": "cell_type",
+            "description": "Synthetic PBMC-like raw UMI counts made by scplaybook; not real data.",
+        },
     }
-    logger.info(f"synthetic dataset: {n_cells} cells x {n_genes} genes, {X.nnz} non-zeros")
-    return adata
+
+
+def write_synthetic_h5ad(
+    path: str | Path,
+    n_cells: int,
+    n_genes: int,
+    *,
+    seed: int = 0,
+    device: Literal["cpu", "gpu"] = "cpu",
+    chunk_size: int | None = None,
+    progress: bool = True,
+) -> int:
+    """Generate :func:`synthetic_pbmc` data straight into a ``.h5ad``, chunk by chunk.
+
+    For sizes that do not fit host memory as one matrix (1.3M cells x 20k genes is 2.8 billion
+    non-zeros): the counts are appended to the file as they are drawn, with 32-bit gene indices.
+    Returns the number of non-zeros.
+    """
+    import h5py
+
+    from ..io._write import atomic_path
+
+    d = _design(n_cells, n_genes, seed, 0.05, 0.005, 0.25)
+    with atomic_path(path) as tmp:
+        head = ad.AnnData(obs=_obs(d), var=d["var"])
+        head.uns.update(_uns(d, seed))
+        head.write_h5ad(tmp)
+        with h5py.File(tmp, "a") as f:
+            if "X" in f:
+                del f["X"]
+            g = f.create_group("X")
+            g.attrs.update({"encoding-type": "csr_matrix", "encoding-version": "0.1.0"})
+            g.attrs["shape"] = (n_cells, n_genes)
+            data = g.create_dataset("data", (0,), "float32", maxshape=(None,), chunks=(1 << 20,))
+            indices = g.create_dataset(
+                "indices", (0,), "int32", maxshape=(None,), chunks=(1 << 20,)
+            )
+            indptr, nnz = [np.zeros(1, np.int64)], 0
+            for m in _count_chunks(d, seed, device, chunk_size, progress):
+                data.resize((nnz + m.nnz,))
+                indices.resize((nnz + m.nnz,))
+                data[nnz:] = m.data
+                indices[nnz:] = m.indices
+                indptr.append(m.indptr[1:].astype(np.int64) + nnz)
+                nnz += m.nnz
+            g.create_dataset("indptr", data=np.concatenate(indptr))
+    logger.info(f"synthetic dataset written to {path}: {n_cells} x {n_genes}, {nnz} non-zeros")
+    return nnz
 
 
 def write_demo(path: str | Path, **kwargs) -> Path:

@@ -1,17 +1,21 @@
-"""Moving data between host and GPU."""
+"""Moving data between host and GPU, in one piece or in row chunks (Dask)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._backend import gpu_name, resolve_backend, rsc, x_on_gpu
+from .._backend import gpu_name, is_gpu_array, resolve_backend, x_on_gpu
+from .._chunks import is_dask, rows_to_dask
 from .._errors import GPUMemoryError
+from .._settings import logger
 from .._timing import note_backend, timed
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
 _GIB = 1024**3
+#: Non-zeros per row chunk of the chunked path (each chunk is one int32-indexed CuPy CSR matrix).
+CHUNK_NNZ = 2**28
 
 
 def free_gpu_bytes() -> int:
@@ -21,28 +25,45 @@ def free_gpu_bytes() -> int:
     return int(cupy.cuda.runtime.memGetInfo()[0])
 
 
-def gpu_bytes_needed(adata: AnnData, *, n_top_genes: int = 2000) -> int:
+def _x_bytes(adata: AnnData, index_bytes: int | None = None) -> int:
+    X = adata.X
+    if is_dask(X):
+        nnz = adata.uns.get("nnz", X.shape[0] * X.shape[1])
+        return nnz * (4 + (index_bytes or 4)) + 8 * X.shape[0]
+    if hasattr(X, "nnz"):
+        idx = index_bytes or (8 if X.nnz >= 2**31 - 1 else 4)
+        return X.nnz * (X.dtype.itemsize + idx) + (X.shape[0] + 1) * idx
+    return X.size * X.dtype.itemsize
+
+
+def gpu_bytes_needed(adata: AnnData, *, n_top_genes: int = 2000, chunked: bool = False) -> int:
     """Estimate the GPU memory the playbook's preprocessing needs for ``adata``, in bytes.
 
-    The peak holds the count matrix about three times (the matrix, the filtered copy and the
-    log-normalised ``raw``) plus the dense scaled matrix of the highly variable genes twice.
-    CSR indices are 64-bit past 2^31 - 1 non-zeros.
+    In one piece the peak holds the count matrix about twice (the matrix and its filtered or
+    normalised successor) plus the dense scaled matrix of the highly variable genes twice. CSR
+    indices are 64-bit past 2^31 - 1 non-zeros. In row chunks (``chunked``) every chunk keeps
+    32-bit indices; the steps still hold two generations of the matrix at their peak.
     """
-    import scipy.sparse as sp
-
-    X = adata.X
-    if sp.issparse(X):
-        idx = 8 if X.nnz >= 2**31 - 1 else 4
-        x_bytes = X.nnz * (X.dtype.itemsize + idx) + (X.shape[0] + 1) * idx
-    else:
-        x_bytes = X.size * X.dtype.itemsize
+    x_bytes = _x_bytes(adata, 4 if chunked else None)
     dense_hvg = adata.n_obs * min(n_top_genes, adata.n_vars) * 4
-    return 3 * x_bytes + 2 * dense_hvg
+    return 2 * x_bytes + 2 * dense_hvg
 
 
 @timed("to GPU")
-def to_gpu(adata: AnnData, *, n_top_genes: int = 2000) -> AnnData:
+def to_gpu(adata: AnnData, *, n_top_genes: int = 2000, chunked: bool | None = None) -> AnnData:
     """Move ``X`` to the GPU when the session backend is the GPU (a no-op on CPU), in place.
+
+    Parameters
+    ----------
+    adata
+        Counts on the host, in one matrix or lazily in row chunks (see :func:`scplaybook.read`).
+    n_top_genes
+        The number of highly variable genes the analysis will keep (for the memory estimate).
+    chunked
+        ``None`` chooses: one CuPy matrix when it fits, else row chunks held as a Dask array of
+        CuPy matrices (the memory-aware path: 32-bit indices, steps run chunk by chunk, the data
+        are gathered into one matrix once reduced to the highly variable genes). ``True`` or
+        ``False`` forces one or the other.
 
     Raises
     ------
@@ -50,26 +71,83 @@ def to_gpu(adata: AnnData, *, n_top_genes: int = 2000) -> AnnData:
         Before moving anything, when the analysis of this matrix would not fit in the free GPU
         memory (see :func:`gpu_bytes_needed`); the message says what to change.
     """
-    if resolve_backend() == "gpu" and not x_on_gpu(adata):
-        need, free = gpu_bytes_needed(adata, n_top_genes=n_top_genes), free_gpu_bytes()
-        if need > free:
-            raise GPUMemoryError(
-                f"{adata.n_obs} cells x {adata.n_vars} genes need about {need / _GIB:.1f} GiB of GPU memory "
-                f"for this analysis; {free / _GIB:.1f} GiB are free on {gpu_name()}. Nothing was moved. "
-                "Analyse fewer cells (subsample, or split by sample), use a GPU with more memory, or run "
-                "with backend='cpu'."
-            )
-        note_backend("gpu")
-        rsc().get.anndata_to_GPU(adata)
+    if resolve_backend() != "gpu" or x_on_gpu(adata):
+        return adata
+    from .._gpu import csr_to_gpu, to_device, use_memory_pool
+
+    free = free_gpu_bytes()
+    X = adata.X
+    too_big = getattr(X, "nnz", 0) >= 2**31 - 1  # CuPy CSR matrices index with int32
+    need_one = gpu_bytes_needed(adata, n_top_genes=n_top_genes)
+    if chunked is None:
+        chunked = is_dask(X) or too_big or need_one > free
+    need = gpu_bytes_needed(adata, n_top_genes=n_top_genes, chunked=chunked)
+    if need > free:
+        raise GPUMemoryError(
+            f"{adata.n_obs} cells x {adata.n_vars} genes need about {need / _GIB:.1f} GiB of GPU memory "
+            f"for this analysis{' even in row chunks' if chunked else ''}; {free / _GIB:.1f} GiB are free "
+            f"on {gpu_name()}. Nothing was moved. Analyse fewer cells (subsample, or split by sample), "
+            "use a GPU with more memory or several GPUs (Dask, see the README), or run with backend='cpu'."
+        )
+    note_backend("gpu")
+    use_memory_pool()
+    if chunked:
+        import dask
+
+        if not _distributed_client():
+            dask.config.set(scheduler="synchronous")  # one GPU: one chunk at a time bounds memory
+        adata.X = rows_to_dask(X, CHUNK_NNZ, to_block=csr_to_gpu).persist()
+        logger.info(
+            f"    memory-aware path: X is held as {adata.X.numblocks[0]} row chunks on the GPU "
+            f"(about {need / _GIB:.1f} GiB needed; {need_one / _GIB:.1f} GiB in one piece, "
+            f"{free / _GIB:.1f} GiB free)"
+        )
+    elif hasattr(X, "nnz"):
+        adata.X = csr_to_gpu(X.tocsr())
+    else:
+        adata.X = to_device(X)
     return adata
+
+
+def _distributed_client():
+    try:
+        from distributed import default_client
+
+        return default_client()
+    except (ImportError, ValueError):
+        return None
 
 
 @timed("to CPU")
 def to_cpu(adata: AnnData, *, copy: bool = False) -> AnnData:
-    """Move ``X`` (and layers) back to host memory; returns a copy when ``copy``."""
+    """Move ``X``, ``raw``, layers and embeddings back to host memory; a copy when ``copy``."""
     if copy:
         adata = adata.copy()
-    if x_on_gpu(adata):
-        note_backend("gpu")
-        rsc().get.anndata_to_CPU(adata)
+    from .._chunks import gather
+
+    if is_dask(adata.X):
+        adata.X = gather(adata.X)
+    if not (x_on_gpu(adata) or _anything_on_gpu(adata)):
+        return adata
+    from .._gpu import array_to_host
+
+    note_backend("gpu")
+    if is_gpu_array(adata.X):
+        adata.X = array_to_host(adata.X)
+    for store in (adata.layers, adata.obsm, adata.varm, adata.obsp):
+        for k in list(store.keys()):
+            if is_gpu_array(store[k]):
+                store[k] = array_to_host(store[k])
+    if adata.raw is not None and is_gpu_array(adata.raw.X):
+        from anndata import AnnData as _AnnData
+
+        raw = adata.raw
+        adata.raw = _AnnData(X=array_to_host(raw.X), obs=adata.obs[[]], var=raw.var)
     return adata
+
+
+def _anything_on_gpu(adata: AnnData) -> bool:
+    stores = (adata.layers, adata.obsm, adata.varm, adata.obsp)
+    return any(is_gpu_array(s[k]) for s in stores for k in s.keys()) or (
+        adata.raw is not None and is_gpu_array(adata.raw.X)
+    )

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
+from .._chunks import is_dask
 from .._errors import InputError, ParameterError
 from .._settings import logger
 
@@ -100,6 +101,7 @@ def read(
     genome: str | None = None,
     layer: str | None = None,
     check_counts: bool = True,
+    chunk_cells: int | None = None,
 ) -> AnnData:
     """Read raw counts from a ``.h5ad``, a 10x ``.h5`` or a 10x matrix folder.
 
@@ -116,11 +118,17 @@ def read(
     layer
         Take the counts from this layer of a ``.h5ad`` instead of ``X``.
     check_counts
-        Refuse matrices that are not raw counts (see :func:`check_raw_counts`).
+        Refuse matrices that are not raw counts (see :func:`check_raw_counts`; for a matrix read
+        in chunks, its first chunk is checked).
+    chunk_cells
+        Read ``X`` of a ``.h5ad`` lazily, as a Dask array of row chunks of this many cells, instead
+        of all at once into host memory (the memory-aware path; see :func:`scplaybook.get.to_gpu`).
+        ``None`` does so by itself for matrices of 2^31 non-zeros or more, with chunks of about
+        2^28 non-zeros.
 
     Returns
     -------
-    AnnData with float32 CSR counts and unique ``var_names``.
+    AnnData with float32 CSR counts (or a Dask array of them) and unique ``var_names``.
 
     Raises
     ------
@@ -169,7 +177,9 @@ def read(
 
         verify_checksum(path)
         h5kind, genomes = _h5_kind(path)
-        if h5kind == "h5ad":
+        if h5kind == "h5ad" and layer is None and (chunk_cells or _h5ad_nnz(path) >= 2**31 - 1):
+            adata = _read_h5ad_chunked(path, chunk_cells)
+        elif h5kind == "h5ad":
             try:
                 adata = ad.read_h5ad(path)
             except Exception as e:
@@ -205,12 +215,56 @@ def read(
         raise InputError(
             f"{path} holds an empty matrix ({adata.n_obs} cells x {adata.n_vars} genes)."
         )
-    if check_counts:
+    if check_counts and is_dask(adata.X):
+        check_raw_counts(adata.X.blocks[0].compute(), source=f"{path} (first chunk)", layers=[])
+    elif check_counts:
         adata.X = check_raw_counts(
             adata.X, source=str(path), layers=[k for k in adata.layers.keys() if isinstance(k, str)]
         )
     adata.uns["input_path"] = str(path.resolve())
     logger.info(f"read {path.name}: {adata.n_obs} cells x {adata.n_vars} genes")
+    return adata
+
+
+def _h5ad_nnz(path: Path) -> int:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        x = f.get("X")
+        return int(x["data"].shape[0]) if isinstance(x, h5py.Group) and "data" in x else 0
+
+
+def _read_h5ad_chunked(path: Path, chunk_cells: int | None) -> AnnData:
+    """Open a ``.h5ad`` with ``X`` as a lazy Dask array of row chunks (the file stays open)."""
+    import anndata as ad
+    import h5py
+    from anndata.experimental import read_elem_lazy
+    from anndata.io import read_elem
+
+    try:
+        f = h5py.File(path, "r")
+        g = f["X"]
+        if g.attrs.get("encoding-type") != "csr_matrix":
+            raise InputError(
+                f"{path}: reading in chunks needs X stored as CSR (cells in rows); it is "
+                f"{g.attrs.get('encoding-type')}. Rewrite it as CSR, or read it without chunk_cells."
+            )
+        n_obs, n_vars = (int(n) for n in g.attrs["shape"])
+        nnz = int(g["data"].shape[0])
+        rows = chunk_cells or max(1, int(2**28 / max(nnz / max(n_obs, 1), 1.0)))
+        X = read_elem_lazy(g, chunks=(rows, n_vars))
+        obs, var = read_elem(f["obs"]), read_elem(f["var"])
+        uns = read_elem(f["uns"]) if "uns" in f else {}
+    except InputError:
+        raise
+    except Exception as e:
+        raise InputError(
+            f"{path} could not be read as .h5ad ({type(e).__name__}: {e}): it looks truncated "
+            "or corrupt. Download or copy it again."
+        ) from e
+    adata = ad.AnnData(X=X, obs=obs, var=var, uns=uns)
+    adata.uns["nnz"] = nnz
+    logger.info(f"    X read lazily in {X.numblocks[0]} chunks of {rows} cells ({nnz} non-zeros)")
     return adata
 
 

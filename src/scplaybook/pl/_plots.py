@@ -6,7 +6,9 @@ from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
+from .._backend import is_gpu_array
 from .._settings import settings
 
 if TYPE_CHECKING:
@@ -132,12 +134,32 @@ def markers(
 
     fn = sc.pl.rank_genes_groups_dotplot if kind == "dotplot" else sc.pl.rank_genes_groups_heatmap
     kw = {"return_fig": True} if kind == "dotplot" else {}
-    out = fn(adata, key=key, groupby=groupby, n_genes=n_genes, show=False, **kw)
+    out = fn(
+        _plottable(adata, key, groupby), key=key, groupby=groupby, n_genes=n_genes, show=False, **kw
+    )
     fig = out.fig if hasattr(out, "fig") and out.fig is not None else plt.gcf()
     if kind == "dotplot" and hasattr(out, "make_figure"):
         out.make_figure()
         fig = out.fig
     _finish(fig, name or f"markers_{kind}_{key}")
+
+
+def _plottable(adata: AnnData, key: str, groupby: str) -> AnnData:
+    """``adata``, or, where the values to plot are on the GPU, a host copy of the marker genes."""
+    if adata.raw is not None or not is_gpu_array(adata.X):
+        return adata
+    import anndata as ad
+
+    from .._gpu import array_to_host
+
+    names = pd.DataFrame(adata.uns[key]["names"])
+    cols = np.flatnonzero(adata.var_names.isin(pd.unique(names.to_numpy().ravel())))
+    return ad.AnnData(
+        X=array_to_host(adata.X[:, cols]),
+        obs=adata.obs[[groupby]],
+        var=adata.var.iloc[cols][[]],
+        uns={key: adata.uns[key]},
+    )
 
 
 def paga(adata: AnnData, *, name: str = "paga") -> None:

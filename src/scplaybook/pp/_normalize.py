@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import anndata as ad
 import numpy as np
 
-from .._backend import backend_for_X, rsc
+from .._backend import backend_for_X, is_gpu_array, rsc
+from .._chunks import gather, is_dask
 from .._errors import ParameterError
+from .._settings import logger
+from .._subset import subset_var
 from .._timing import note_backend, timed
 
 if TYPE_CHECKING:
@@ -79,10 +83,25 @@ def highly_variable_genes(
         import scanpy as sc
 
         sc.pp.highly_variable_genes(adata, n_top_genes=n_top_genes, flavor=flavor)
-    if keep_raw:
-        adata.raw = adata
+    chunked = is_dask(adata.X)
+    if keep_raw and chunked:
+        logger.info(
+            "    data in row chunks: raw (all genes) is not kept; markers are ranked on the "
+            "highly variable genes"
+        )
+    elif keep_raw:
+        # raw takes the full matrix itself, not a copy (X is replaced by its subset below); AnnData
+        # keeps raw in host memory, so a GPU matrix goes there through pinned buffers
+        full = adata.X
+        if is_gpu_array(full):
+            from .._gpu import array_to_host
+
+            full = array_to_host(full)
+        adata.raw = ad.AnnData(X=full, obs=adata.obs[[]], var=adata.var)
     if subset:
-        adata._inplace_subset_var(np.flatnonzero(adata.var["highly_variable"].to_numpy()))
+        subset_var(adata, adata.var["highly_variable"].to_numpy())
+        if chunked:  # reduced to the highly variable genes: one matrix from here on
+            adata.X = gather(adata.X)
     return adata
 
 

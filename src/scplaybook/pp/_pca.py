@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._backend import backend_for_X, rsc
+from .._backend import backend_for_X, is_gpu_array, rsc
 from .._errors import ParameterError
 from .._timing import note_backend, timed
 
@@ -22,6 +22,13 @@ def pca(adata: AnnData, *, n_comps: int = 50, random_state: int = 0) -> AnnData:
         )
     if note_backend(backend_for_X(adata, "pca")) == "gpu":
         rsc().pp.pca(adata, n_comps=n_comps, random_state=random_state)
+        # small results live on the host, where plots and the CPU-side steps read them
+        for store, key in ((adata.obsm, "X_pca"), (adata.varm, "PCs")):
+            if key in store and is_gpu_array(store[key]):
+                store[key] = store[key].get()
+        for k, v in adata.uns["pca"].items():
+            if is_gpu_array(v):
+                adata.uns["pca"][k] = v.get()
     else:
         import scanpy as sc
 

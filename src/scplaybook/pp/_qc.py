@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from .._backend import backend_for_X, rsc
+from .._chunks import cells_per_gene, is_dask
 from .._errors import ParameterError
 from .._settings import logger
+from .._subset import subset_obs, subset_var
 from .._timing import note_backend, timed
 
 if TYPE_CHECKING:
@@ -153,19 +155,17 @@ def filter_cells(
         "n_after": n_keep,
     }
     logger.info(f"    kept {n_keep} of {adata.n_obs} cells")
-    adata._inplace_subset_obs(np.flatnonzero(mask))
+    subset_obs(adata, mask)
+    if is_dask(adata.X):
+        adata.X = adata.X.persist()
     return adata
 
 
 @timed("filter genes")
 def filter_genes(adata: AnnData, *, min_cells: int = 3) -> AnnData:
     """Remove genes detected in fewer than ``min_cells`` cells, in place."""
-    if note_backend(backend_for_X(adata, "filter_genes")) == "gpu":
-        import cupy as cp
-
-        n_cells = cp.asnumpy((adata.X > 0).sum(axis=0)).ravel()
-    else:
-        n_cells = np.asarray((adata.X > 0).sum(axis=0)).ravel()
+    note_backend(backend_for_X(adata, "filter_genes"))
+    n_cells = cells_per_gene(adata.X)
     mask = n_cells >= min_cells
     if not mask.any():
         raise ParameterError(
@@ -173,6 +173,8 @@ def filter_genes(adata: AnnData, *, min_cells: int = 3) -> AnnData:
             f"is in {int(n_cells.max())} cells. Lower min_cells."
         )
     adata.var["n_cells"] = n_cells
-    adata._inplace_subset_var(np.flatnonzero(mask))
+    subset_var(adata, mask)
+    if is_dask(adata.X):
+        adata.X = adata.X.persist()
     logger.info(f"    kept {int(mask.sum())} of {mask.size} genes")
     return adata

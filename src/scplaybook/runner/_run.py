@@ -132,10 +132,15 @@ class Run:
         de_keys: tuple[str, ...] = ("rank_genes_groups_logreg", "rank_genes_groups_wilcoxon"),
         n_markers: int = 25,
     ) -> None:
-        """Write ``adata.h5ad``, ``markers.csv``, ``timings.json`` and ``provenance.json``."""
+        """Write ``adata.h5ad``, ``markers.csv``, ``timings.json`` and ``provenance.json``.
+
+        Data still on the GPU is moved to host memory first (in place).
+        """
         import pandas as pd
 
-        from ..get import markers, timings
+        from ..get import markers, timings, to_cpu
+
+        to_cpu(adata)
 
         tables = [
             markers(adata, key=k, n_genes=n_markers).assign(method=k.rsplit("_", 1)[-1])
