@@ -71,15 +71,28 @@ def resolve_backend(backend: str | None = None) -> Literal["gpu", "cpu"]:
 
 
 def set_backend(backend: str) -> Literal["gpu", "cpu"]:
-    """Set the session backend and return the one that will run."""
+    """Set the session backend and return the one that will run.
+
+    On the GPU this also puts CuPy on the RMM memory pool and, the first time on a machine (an
+    empty kernel cache), starts compiling the later steps' kernels in the background (see
+    :mod:`scplaybook._warmup`).
+    """
     resolved = resolve_backend(backend)
     settings.backend = backend  # type: ignore[assignment]
+    if resolved == "gpu":
+        from . import _warmup
+        from ._gpu import use_memory_pool
+
+        use_memory_pool()
+        _warmup.start()
     return resolved
 
 
 def is_gpu_array(x: object) -> bool:
     """Return whether ``x`` is a CuPy array or CuPy sparse matrix (without importing CuPy)."""
     mod = type(x).__module__
+    if mod.startswith("dask"):  # a Dask array of CuPy chunks
+        return is_gpu_array(getattr(x, "_meta", None))
     return mod.startswith("cupy") or mod.startswith("cupyx")
 
 

@@ -35,28 +35,106 @@ def _blocks_to_dask(blocks: list, n_cols: int, dtype, meta):
     return da.concatenate(parts, axis=0)
 
 
+def row_bounds(indptr: np.ndarray, chunk_nnz: int | None = None, chunk_rows: int | None = None):
+    """Row boundaries of chunks of ``chunk_rows`` rows, or of about ``chunk_nnz`` non-zeros."""
+    n = len(indptr) - 1
+    if chunk_rows:
+        return [*range(0, n, chunk_rows), n]
+    bounds = [0]
+    while bounds[-1] < n:
+        start = bounds[-1]
+        stop = int(np.searchsorted(indptr, indptr[start] + chunk_nnz, side="right")) - 1
+        bounds.append(min(n, max(stop, start + 1)))
+    return bounds
+
+
+def _row_block(X, s: int, e: int):
+    """Rows ``s:e`` of a SciPy CSR matrix as a view of its arrays (no copy)."""
+    import scipy.sparse as sp
+
+    a, b = int(X.indptr[s]), int(X.indptr[e])
+    return sp.csr_matrix(
+        (X.data[a:b], X.indices[a:b], X.indptr[s : e + 1] - a),
+        shape=(e - s, X.shape[1]),
+        copy=False,
+    )
+
+
 def rows_to_dask(X, chunk_nnz: int, *, to_block: Callable | None = None):
     """Cut ``X`` into row chunks of about ``chunk_nnz`` non-zeros, as a Dask array.
 
     ``X`` is a SciPy CSR matrix or a Dask array of them; ``to_block`` makes each chunk (for
-    example the copy to the GPU).
+    example the copy to the GPU). Chunks read from a ``.h5ad`` (:func:`h5ad_rows`) go from the
+    file to the GPU directly when ``to_block`` is the copy to the GPU.
     """
     import dask
 
     if is_dask(X):
+        src = _SOURCES.get(X.name)
+        if src is not None and to_block is not None:
+            return h5ad_rows(*src, gpu=True)
         return X.map_blocks(to_block, meta=_gpu_meta(X.dtype)) if to_block else X
-    indptr = np.asarray(X.indptr)
-    bounds = [0]
-    while bounds[-1] < X.shape[0]:
-        start = bounds[-1]
-        stop = int(np.searchsorted(indptr, indptr[start] + chunk_nnz, side="right")) - 1
-        bounds.append(min(X.shape[0], max(stop, start + 1)))
+    bounds = row_bounds(np.asarray(X.indptr), chunk_nnz)
     make = to_block or (lambda b: b)
     meta = _gpu_meta(X.dtype) if to_block else X[:0]
     blocks = [
-        (dask.delayed(make)(X[s:e]), e - s) for s, e in zip(bounds[:-1], bounds[1:], strict=True)
+        (dask.delayed(make)(_row_block(X, s, e)), e - s)
+        for s, e in zip(bounds[:-1], bounds[1:], strict=True)
     ]
     return _blocks_to_dask(blocks, X.shape[1], X.dtype, meta)
+
+
+#: Dask arrays read from a file by :func:`h5ad_rows`: name -> (path, shape, row bounds).
+_SOURCES: dict[str, tuple] = {}
+
+
+def h5ad_rows(path: str, shape: tuple[int, int], bounds: list[int], *, gpu: bool = False):
+    """``X`` of a ``.h5ad`` (CSR) as a lazy Dask array of the row chunks ``bounds``.
+
+    On the GPU each chunk is read through pinned buffers straight into GPU memory.
+    """
+    import dask
+
+    if gpu:
+        meta = _gpu_meta(np.float32)
+    else:
+        import scipy.sparse as sp
+
+        meta = sp.csr_matrix((0, 0), dtype=np.float32)
+    blocks = [
+        (dask.delayed(_read_rows)(path, s, e, shape[1], gpu), e - s)
+        for s, e in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
+    X = _blocks_to_dask(blocks, shape[1], np.float32, meta)
+    _SOURCES[X.name] = (path, shape, bounds)
+    return X
+
+
+def _read_rows(path: str, s: int, e: int, n_cols: int, gpu: bool):
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        g = f["X"]
+        indptr = g["indptr"][s : e + 1].astype(np.int64)
+        a, b = int(indptr[0]), int(indptr[-1])
+        indptr -= a
+        if gpu:
+            import cupy as cp
+            import cupyx.scipy.sparse as csp
+
+            from ._gpu import h5_to_device
+
+            data = h5_to_device(g["data"], a, b).astype(cp.float32, copy=False)
+            indices = h5_to_device(g["indices"], a, b).astype(cp.int32, copy=False)
+            return csp.csr_matrix(
+                (data, indices, cp.asarray(indptr.astype(np.int32))),
+                shape=(e - s, n_cols),
+                copy=False,
+            )
+        import scipy.sparse as sp
+
+        data = g["data"][a:b].astype(np.float32, copy=False)
+        return sp.csr_matrix((data, g["indices"][a:b], indptr), shape=(e - s, n_cols), copy=False)
 
 
 def _gpu_meta(dtype):
@@ -105,9 +183,9 @@ def _detected_block(block) -> np.ndarray:
         n = (block > 0).sum(axis=0)
         return np.asarray(n.get() if is_gpu_array(n) else n).ravel()
     if is_gpu_array(block):
-        import cupy as cp
+        from ._gpu import cells_per_gene as on_gpu
 
-        return cp.bincount(block.indices[block.data > 0], minlength=block.shape[1]).get()
+        return on_gpu(block)
     return np.bincount(block.indices[block.data > 0], minlength=block.shape[1])
 
 

@@ -29,18 +29,21 @@ def use_memory_pool() -> bool:
     except ImportError:
         logger.debug("RMM is not installed: CuPy's own memory pool is used")
         return False
-    rmm.reinitialize(pool_allocator=True, managed_memory=False)
+    # a small start that grows on demand: free-memory checks (memGetInfo) stay meaningful
+    rmm.reinitialize(pool_allocator=True, managed_memory=False, initial_pool_size=2**30)
     cp.cuda.set_allocator(rmm_cupy_allocator)
     _pool_on = True
     return True
 
 
-def _staged(n_bytes: int, copy_chunk) -> None:
+def _staged(n_bytes: int, copy_chunk, *, align: int = 1) -> None:
     """Copy ``n_bytes`` in pieces through two pinned buffers, so host copies overlap the DMA."""
     import cupy as cp
     import cupyx
 
-    step = min(STAGE_BYTES, n_bytes)
+    if n_bytes == 0:
+        return
+    step = max(align, min(STAGE_BYTES, n_bytes) // align * align)
     bufs = [cupyx.empty_pinned(step, np.uint8) for _ in range(2)]
     streams = [cp.cuda.Stream(non_blocking=True) for _ in range(2)]
     for i, start in enumerate(range(0, n_bytes, step)):
@@ -67,6 +70,25 @@ def to_device(a: np.ndarray, dtype=None):
         dst[s:e].set(buf[: e - s], stream=stream)
 
     _staged(a.nbytes, piece)
+    return out
+
+
+def h5_to_device(dset, start: int, stop: int):
+    """Read ``dset[start:stop]`` (an HDF5 dataset) into a new CuPy array through pinned buffers."""
+    import cupy as cp
+
+    out = cp.empty(stop - start, dset.dtype)
+    item = np.dtype(dset.dtype).itemsize
+    dst = out.view(cp.uint8)
+
+    def piece(s, e, buf, stream):
+        n = (e - s) // item
+        view = buf[: e - s].view(dset.dtype)
+        first = start + s // item
+        dset.read_direct(view, np.s_[first : first + n], np.s_[0:n])
+        dst[s:e].set(buf[: e - s], stream=stream)
+
+    _staged(out.nbytes, piece, align=item)
     return out
 
 
@@ -151,9 +173,7 @@ def take_rows(X, rows):
     import cupy as cp
     import cupyx.scipy.sparse as csp
 
-    if "source_rows" not in _kernels:
-        _kernels["source_rows"] = cp.RawKernel(_SOURCE_ROWS, "source_rows")
-    kernel = _kernels["source_rows"]
+    kernel = _kernel("source_rows", _SOURCE_ROWS)
     rows = cp.asarray(rows, dtype=cp.int64)
     indptr = X.indptr.astype(cp.int64)
     starts = indptr[rows]
@@ -166,8 +186,7 @@ def take_rows(X, rows):
         n = min(_BLOCK_NNZ, nnz - first)
         src = cp.empty(n, cp.int64)
         kernel(
-            (min(65535, (n + 255) // 256),),
-            (256,),
+            *_grid(n),
             (new_indptr, starts, np.int64(rows.size), np.int64(first), np.int64(n), src),
         )
         cp.take(X.data, src, out=data[first : first + n])
@@ -180,19 +199,97 @@ def take_rows(X, rows):
     )
 
 
+_COLS = r"""
+extern "C" __global__ void count_kept(const int* indptr, const int* indices, const int* new_col,
+                                      long long n_rows, long long* counts) {
+    for (long long r = blockIdx.x * (long long)blockDim.x + threadIdx.x; r < n_rows;
+         r += (long long)gridDim.x * blockDim.x) {
+        long long c = 0;
+        for (int j = indptr[r]; j < indptr[r + 1]; ++j) c += new_col[indices[j]] >= 0;
+        counts[r] = c;
+    }
+}
+extern "C" __global__ void copy_kept(const int* indptr, const int* indices, const float* data,
+                                     const int* new_col, const long long* new_indptr,
+                                     long long n_rows, int* out_indices, float* out_data) {
+    for (long long r = blockIdx.x * (long long)blockDim.x + threadIdx.x; r < n_rows;
+         r += (long long)gridDim.x * blockDim.x) {
+        long long o = new_indptr[r];
+        for (int j = indptr[r]; j < indptr[r + 1]; ++j) {
+            int c = new_col[indices[j]];
+            if (c >= 0) { out_indices[o] = c; out_data[o] = data[j]; ++o; }
+        }
+    }
+}
+extern "C" __global__ void detected(const float* data, const int* indices, long long nnz,
+                                    unsigned int* counts) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < nnz;
+         i += (long long)gridDim.x * blockDim.x)
+        if (data[i] > 0) atomicAdd(&counts[indices[i]], 1u);
+}
+"""
+
+
+def _kernel(name: str, source: str):
+    import cupy as cp
+
+    if source not in _kernels:
+        _kernels[source] = cp.RawModule(code=source)
+    return _kernels[source].get_function(name)
+
+
+def _plain(X) -> bool:
+    import cupy as cp
+
+    return X.data.dtype == cp.float32 and X.indices.dtype == cp.int32 and X.indptr.dtype == cp.int32
+
+
+def _grid(n: int) -> tuple[tuple[int], tuple[int]]:
+    return (max(1, min(65535, (n + 255) // 256)),), (256,)
+
+
 def take_cols(X, cols):
-    """Columns ``cols`` (sorted integer positions) of a CuPy CSR matrix, as a new CSR matrix."""
+    """Columns ``cols`` (sorted integer positions) of a CuPy CSR matrix, as a new CSR matrix.
+
+    Two small kernels (count the kept entries of each row, then copy them); other dtypes than
+    float32 data with int32 indices go through CuPy's generic operations.
+    """
     import cupy as cp
     import cupyx.scipy.sparse as csp
 
     new_col = cp.full(X.shape[1], -1, cp.int32)
     new_col[cp.asarray(cols)] = cp.arange(len(cols), dtype=cp.int32)
-    mapped = new_col[X.indices]
-    keep = mapped >= 0
-    before = cp.zeros(X.nnz + 1, cp.int64)
-    cp.cumsum(keep, out=before[1:])
-    new_indptr = before[X.indptr].astype(X.indptr.dtype)
-    del before
-    return csp.csr_matrix(
-        (X.data[keep], mapped[keep], new_indptr), shape=(X.shape[0], len(cols)), copy=False
+    n = X.shape[0]
+    if not _plain(X):
+        mapped = new_col[X.indices]
+        keep = mapped >= 0
+        before = cp.zeros(X.nnz + 1, cp.int64)
+        cp.cumsum(keep, dtype=cp.int64, out=before[1:])
+        new_indptr = before[X.indptr].astype(X.indptr.dtype)
+        return csp.csr_matrix(
+            (X.data[keep], mapped[keep], new_indptr), shape=(n, len(cols)), copy=False
+        )
+    counts = cp.empty(n, cp.int64)
+    _kernel("count_kept", _COLS)(*_grid(n), (X.indptr, X.indices, new_col, np.int64(n), counts))
+    new_indptr = cp.zeros(n + 1, cp.int64)
+    cp.cumsum(counts, out=new_indptr[1:])
+    nnz = int(new_indptr[-1])
+    indices, data = cp.empty(nnz, cp.int32), cp.empty(nnz, cp.float32)
+    _kernel("copy_kept", _COLS)(
+        *_grid(n),
+        (X.indptr, X.indices, X.data, new_col, new_indptr, np.int64(n), indices, data),
     )
+    return csp.csr_matrix(
+        (data, indices, new_indptr.astype(cp.int32)), shape=(n, len(cols)), copy=False
+    )
+
+
+def cells_per_gene(X) -> np.ndarray:
+    """Count, for each column of a CuPy CSR matrix, the rows with a positive value (one kernel)."""
+    import cupy as cp
+
+    if not _plain(X):
+        return cp.bincount(X.indices[X.data > 0], minlength=X.shape[1]).get()
+    counts = cp.zeros(X.shape[1], cp.uint32)
+    _kernel("detected", _COLS)(*_grid(X.nnz), (X.data, X.indices, np.int64(X.nnz), counts))
+    return counts.get().astype(np.int64)

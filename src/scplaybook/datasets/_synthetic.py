@@ -321,7 +321,10 @@ def write_synthetic_h5ad(
                 indices[nnz:] = m.indices
                 indptr.append(m.indptr[1:].astype(np.int64) + nnz)
                 nnz += m.nnz
-            g.create_dataset("indptr", data=np.concatenate(indptr))
+            indptr = np.concatenate(indptr)
+            # 32-bit row pointers where they suffice, as SciPy makes them; past 2^31 non-zeros
+            # the gene indices stay 32-bit (scplaybook.read then reads the file in row chunks)
+            g.create_dataset("indptr", data=indptr.astype(np.int32) if nnz < 2**31 else indptr)
     logger.info(f"synthetic dataset written to {path}: {n_cells} x {n_genes}, {nnz} non-zeros")
     return nnz
 

@@ -235,26 +235,25 @@ def _h5ad_nnz(path: Path) -> int:
 
 
 def _read_h5ad_chunked(path: Path, chunk_cells: int | None) -> AnnData:
-    """Open a ``.h5ad`` with ``X`` as a lazy Dask array of row chunks (the file stays open)."""
+    """Open a ``.h5ad`` with ``X`` as a lazy Dask array of row chunks (read when computed)."""
     import anndata as ad
     import h5py
-    from anndata.experimental import read_elem_lazy
     from anndata.io import read_elem
 
+    from .._chunks import h5ad_rows, row_bounds
+
     try:
-        f = h5py.File(path, "r")
-        g = f["X"]
-        if g.attrs.get("encoding-type") != "csr_matrix":
-            raise InputError(
-                f"{path}: reading in chunks needs X stored as CSR (cells in rows); it is "
-                f"{g.attrs.get('encoding-type')}. Rewrite it as CSR, or read it without chunk_cells."
-            )
-        n_obs, n_vars = (int(n) for n in g.attrs["shape"])
-        nnz = int(g["data"].shape[0])
-        rows = chunk_cells or max(1, int(2**28 / max(nnz / max(n_obs, 1), 1.0)))
-        X = read_elem_lazy(g, chunks=(rows, n_vars))
-        obs, var = read_elem(f["obs"]), read_elem(f["var"])
-        uns = read_elem(f["uns"]) if "uns" in f else {}
+        with h5py.File(path, "r") as f:
+            g = f["X"]
+            if g.attrs.get("encoding-type") != "csr_matrix":
+                raise InputError(
+                    f"{path}: reading in chunks needs X stored as CSR (cells in rows); it is "
+                    f"{g.attrs.get('encoding-type')}. Rewrite it as CSR, or read it without chunk_cells."
+                )
+            shape = tuple(int(n) for n in g.attrs["shape"])
+            indptr = g["indptr"][:]
+            obs, var = read_elem(f["obs"]), read_elem(f["var"])
+            uns = read_elem(f["uns"]) if "uns" in f else {}
     except InputError:
         raise
     except Exception as e:
@@ -262,9 +261,10 @@ def _read_h5ad_chunked(path: Path, chunk_cells: int | None) -> AnnData:
             f"{path} could not be read as .h5ad ({type(e).__name__}: {e}): it looks truncated "
             "or corrupt. Download or copy it again."
         ) from e
-    adata = ad.AnnData(X=X, obs=obs, var=var, uns=uns)
-    adata.uns["nnz"] = nnz
-    logger.info(f"    X read lazily in {X.numblocks[0]} chunks of {rows} cells ({nnz} non-zeros)")
+    bounds = row_bounds(indptr, 2**28, chunk_cells)
+    adata = ad.AnnData(X=h5ad_rows(str(path), shape, bounds), obs=obs, var=var, uns=uns)
+    adata.uns["nnz"] = int(indptr[-1])
+    logger.info(f"    X read lazily in {len(bounds) - 1} row chunks ({int(indptr[-1])} non-zeros)")
     return adata
 
 
