@@ -237,17 +237,22 @@ def _top_markers(adata, key: str, n: int = 10) -> dict[str, list[str]]:
     return {str(g): names[g].astype(str).tolist()[:n] for g in names.columns}
 
 
-def _start_memory_statistics(pipeline: str) -> None:
+def _start_memory_statistics(pipeline: str) -> bool:
     """The RMM pool (each pipeline's own way of setting it), with peak-memory statistics on top."""
-    import rmm.statistics
-
     if pipeline == "reference":
         _rmm_pool()
     else:
         from scplaybook._gpu import use_memory_pool
 
         use_memory_pool()
-    rmm.statistics.enable_statistics()
+    try:
+        import rmm.statistics
+
+        rmm.statistics.enable_statistics()
+    except (ImportError, AttributeError) as e:
+        print(f"no RMM statistics, no peak memory: {e}", file=sys.stderr)
+        return False
+    return True
 
 
 def worker(args) -> None:
@@ -261,13 +266,12 @@ def worker(args) -> None:
 
     imports = time.perf_counter() - t0
     clock = Clock(args.gpu, Path(args.json))
-    if args.gpu:
-        _start_memory_statistics(args.worker)
+    stats = args.gpu and _start_memory_statistics(args.worker)
     t1 = time.perf_counter()
     adata = (reference if args.worker == "reference" else ours)(args.data, args.gpu, clock)
     total = time.perf_counter() - t1
     peak = None
-    if args.gpu:
+    if stats:
         import rmm.statistics
 
         peak = rmm.statistics.get_statistics().peak_bytes / 2**30

@@ -30,3 +30,18 @@ def check_biology(result: ad.AnnData) -> None:
     kept = raw.index.isin(result.obs_names)
     lq = raw["is_low_quality"].to_numpy()
     assert (~kept[lq]).mean() >= 0.9 and kept[~lq].mean() >= 0.95
+
+
+def preprocess(adata: ad.AnnData, *, n_top_genes: int = 2000, n_comps: int | None = 20):
+    """QC, filters, normalisation and HVG with the defaults; then regress out, scale and PCA."""
+    scp.pp.calculate_qc_metrics(adata)
+    scp.pp.filter_cells(adata)
+    scp.pp.filter_genes(adata)
+    scp.pp.normalize_total(adata)
+    scp.pp.log1p(adata)
+    scp.pp.highly_variable_genes(adata, n_top_genes=n_top_genes)
+    if n_comps:
+        scp.pp.regress_out(adata)
+        scp.pp.scale(adata)
+        scp.pp.pca(adata, n_comps=n_comps)
+    return adata

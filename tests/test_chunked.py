@@ -10,19 +10,7 @@ import scipy.sparse as sp
 import scplaybook as scp
 from scplaybook._chunks import is_dask, row_bounds
 
-
-def _preprocess(adata):
-    scp.pp.calculate_qc_metrics(adata)
-    scp.pp.filter_cells(adata)
-    scp.pp.filter_genes(adata)
-    assert adata.n_obs < 6000
-    scp.pp.normalize_total(adata)
-    scp.pp.log1p(adata)
-    scp.pp.highly_variable_genes(adata, n_top_genes=2000)
-    scp.pp.regress_out(adata)
-    scp.pp.scale(adata)
-    scp.pp.pca(adata, n_comps=20)
-    return adata
+from ._biology import preprocess
 
 
 def test_chunked_path_on_a_local_cluster_matches_in_memory(caplog):
@@ -30,12 +18,12 @@ def test_chunked_path_on_a_local_cluster_matches_in_memory(caplog):
 
     path = scp.datasets.demo_path()
     scp.set_backend("cpu")
-    mem = _preprocess(scp.read(path))
+    mem = preprocess(scp.read(path))
     with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
         with Client(cluster), caplog.at_level(logging.INFO, logger="scplaybook"):
             chunked = scp.read(path, chunk_cells=1000)
             assert is_dask(chunked.X) and chunked.X.numblocks[0] == 6
-            _preprocess(chunked)
+            preprocess(chunked)
     assert not is_dask(chunked.X)  # gathered once reduced to the highly variable genes
     assert "raw (all genes) is not kept" in caplog.text
     assert list(chunked.obs_names) == list(mem.obs_names)

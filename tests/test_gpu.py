@@ -10,7 +10,7 @@ from sklearn.metrics import adjusted_rand_score
 
 import scplaybook as scp
 
-from ._biology import check_biology
+from ._biology import check_biology, preprocess
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 
@@ -93,15 +93,7 @@ def test_gpu_chunked_path_matches_one_piece(tmp_path):
             from scplaybook._chunks import is_dask
 
             assert is_dask(a.X) and a.X.numblocks[0] == 4 and scp._backend.x_on_gpu(a)
-        scp.pp.calculate_qc_metrics(a)
-        scp.pp.filter_cells(a)
-        scp.pp.filter_genes(a)
-        scp.pp.normalize_total(a)
-        scp.pp.log1p(a)
-        scp.pp.highly_variable_genes(a, n_top_genes=2000)
-        scp.pp.regress_out(a)
-        scp.pp.scale(a)
-        scp.pp.pca(a, n_comps=20)
+        preprocess(a)
         out[chunked] = a
     m, c = out[False], out[True]
     assert list(m.obs_names) == list(c.obs_names) and list(m.var_names) == list(c.var_names)

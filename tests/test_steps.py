@@ -7,15 +7,11 @@ import scplaybook as scp
 from scplaybook import BackendError, ParameterError
 from scplaybook.pp._harmony import _harmonypy_corrected
 
+from ._biology import preprocess
+
 
 def _prep(a):
-    scp.pp.calculate_qc_metrics(a)
-    scp.pp.filter_cells(a)
-    scp.pp.filter_genes(a)
-    scp.pp.normalize_total(a)
-    scp.pp.log1p(a)
-    scp.pp.highly_variable_genes(a, n_top_genes=500)
-    return a
+    return preprocess(a, n_top_genes=500, n_comps=None)
 
 
 def test_filter_that_removes_every_cell_says_so(adata):

@@ -146,18 +146,20 @@ def markers(
 
 def _plottable(adata: AnnData, key: str, groupby: str) -> AnnData:
     """``adata``, or, where the values to plot are on the GPU, a host copy of the marker genes."""
-    if adata.raw is not None or not is_gpu_array(adata.X):
+    src = adata.raw if adata.raw is not None else adata
+    if not is_gpu_array(src.X):
         return adata
     import anndata as ad
 
-    from .._gpu import array_to_host
+    from .._gpu import array_to_host, take_cols
 
     names = pd.DataFrame(adata.uns[key]["names"])
-    cols = np.flatnonzero(adata.var_names.isin(pd.unique(names.to_numpy().ravel())))
+    cols = np.flatnonzero(src.var_names.isin(pd.unique(names.to_numpy().ravel())))
+    values = take_cols(src.X, cols) if hasattr(src.X, "indptr") else src.X[:, cols]
     return ad.AnnData(
-        X=array_to_host(adata.X[:, cols]),
+        X=array_to_host(values),
         obs=adata.obs[[groupby]],
-        var=adata.var.iloc[cols][[]],
+        var=src.var.iloc[cols][[]],
         uns={key: adata.uns[key]},
     )
 

@@ -90,20 +90,25 @@ def highly_variable_genes(
             "    data in row chunks: raw (all genes) is not kept; markers are ranked on the "
             "highly variable genes"
         )
-    elif keep_raw:
-        # raw takes the full matrix itself, not a copy: X is replaced by its subset below. On the
-        # GPU it stays there (AnnData would move it to the host: 4 s at 200k cells), until to_cpu.
-        adata.raw = ad.AnnData(
-            X=sp.csr_matrix(adata.shape, dtype=np.float32) if is_gpu_array(adata.X) else adata.X,
-            obs=adata.obs[[]],
-            var=adata.var,
-        )
-        if is_gpu_array(adata.X):
-            adata.raw._X = adata.X
+    full, full_var = adata.X, adata.var.copy()
     if subset:
         subset_var(adata, adata.var["highly_variable"].to_numpy())
         if chunked:  # reduced to the highly variable genes: one matrix from here on
             adata.X = gather(adata.X)
+    if keep_raw and not chunked:
+        if not subset:  # X stays the full matrix: raw needs its own
+            full = full.copy()
+        # raw takes the full matrix itself, not a copy, set after subsetting (AnnData copies raw
+        # when it subsets). On the GPU raw stays there until to_cpu: AnnData would move it to the
+        # host on assignment (4 s at 200k cells).
+        on_gpu = is_gpu_array(full)
+        adata.raw = ad.AnnData(
+            X=sp.csr_matrix(full.shape, dtype=np.float32) if on_gpu else full,
+            obs=adata.obs[[]],
+            var=full_var,
+        )
+        if on_gpu:
+            adata.raw._X = full
     return adata
 
 
