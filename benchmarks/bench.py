@@ -274,7 +274,8 @@ def worker(args) -> None:
     if stats:
         import rmm.statistics
 
-        peak = rmm.statistics.get_statistics().peak_bytes / 2**30
+        got = rmm.statistics.get_statistics()  # None when a library re-made the resource
+        peak = got.peak_bytes / 2**30 if got is not None else None
     labels = adata.obs["leiden_harmony"].astype(str).tolist()
     key = next(k for k in adata.uns if str(k).startswith("rank_genes_groups"))
     Path(args.json).write_text(json.dumps({"import": imports, "total": total, "steps": clock.steps, "leiden": labels,

@@ -5,6 +5,8 @@ Only called on the GPU path; CuPy is imported inside the functions.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from ._settings import logger
@@ -22,6 +24,8 @@ def use_memory_pool() -> bool:
     global _pool_on
     if _pool_on:
         return True
+    if os.environ.get("SCPLAYBOOK_NO_POOL"):
+        return False
     try:
         import cupy as cp
         import rmm

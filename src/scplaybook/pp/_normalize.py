@@ -95,6 +95,10 @@ def highly_variable_genes(
         subset_var(adata, adata.var["highly_variable"].to_numpy())
         if chunked:  # reduced to the highly variable genes: one matrix from here on
             adata.X = gather(adata.X)
+            full = None
+            import gc
+
+            gc.collect()  # Dask graphs hold reference cycles: free the chunks' GPU memory now
     if keep_raw and not chunked:
         if not subset:  # X stays the full matrix: raw needs its own
             full = full.copy()
