@@ -160,3 +160,20 @@ def test_first_gpu_run_says_it_compiles(tmp_path, monkeypatch, caplog):
     (tmp_path / "cupy").mkdir()
     (tmp_path / "cupy" / "kern.cubin").write_bytes(b"x")
     assert not _say_if_first_compile()
+
+
+def test_pca_from_the_covariance_matches_scanpy(adata):
+    import scanpy as sc
+
+    from scplaybook.pp._pca import pca_from_gram
+
+    _prep(adata)
+    scp.pp.scale(adata)
+    sc.pp.pca(adata, n_comps=15, svd_solver="full")
+    X = np.asarray(adata.X, dtype=np.float32)
+    scores, pcs, _, ratio = pca_from_gram(X, 15)
+    np.testing.assert_allclose(ratio, adata.uns["pca"]["variance_ratio"], rtol=1e-3)
+    for k in range(15):  # same components, up to sign
+        c = np.corrcoef(scores[:, k], adata.obsm["X_pca"][:, k])[0, 1]
+        assert abs(c) > 0.999, (k, c)
+    assert (pcs[np.abs(pcs).argmax(axis=0), np.arange(15)] > 0).all()
