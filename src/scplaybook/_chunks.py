@@ -22,10 +22,6 @@ def is_dask(x: object) -> bool:
     return type(x).__module__.startswith("dask")
 
 
-def _meta(block):
-    return block[:0]
-
-
 def _blocks_to_dask(blocks: list, n_cols: int, dtype, meta):
     import dask.array as da
 
@@ -143,20 +139,12 @@ def _gpu_meta(dtype):
     return csp.csr_matrix((0, 0), dtype=dtype)
 
 
-def _take_rows_block(block, rows):
+def _take_block(block, idx, axis: int):
     if is_gpu_array(block):
-        from ._gpu import take_rows
+        from . import _gpu
 
-        return take_rows(block, rows)
-    return block[rows]
-
-
-def _take_cols_block(block, cols):
-    if is_gpu_array(block):
-        from ._gpu import take_cols
-
-        return take_cols(block, cols)
-    return block[:, cols]
+        return (_gpu.take_rows if axis == 0 else _gpu.take_cols)(block, idx)
+    return block[idx] if axis == 0 else block[:, idx]
 
 
 def take_rows(X, keep: np.ndarray):
@@ -167,14 +155,14 @@ def take_rows(X, keep: np.ndarray):
     blocks = []
     for b, s, e in zip(X.to_delayed().ravel(), offsets[:-1], offsets[1:], strict=True):
         rows = np.flatnonzero(keep[s:e])
-        blocks.append((dask.delayed(_take_rows_block)(b, rows), rows.size))
+        blocks.append((dask.delayed(_take_block)(b, rows, 0), rows.size))
     return _blocks_to_dask(blocks, X.shape[1], X.dtype, X._meta)
 
 
 def take_cols(X, cols: np.ndarray):
     """Columns ``cols`` (sorted positions) of a chunked ``X``."""
     return X.map_blocks(
-        _take_cols_block, cols, chunks=(X.chunks[0], (len(cols),)), meta=X._meta, dtype=X.dtype
+        _take_block, cols, 1, chunks=(X.chunks[0], (len(cols),)), meta=X._meta, dtype=X.dtype
     )
 
 

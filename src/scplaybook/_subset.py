@@ -22,36 +22,29 @@ def _own_path(X) -> bool:
     return X is not None and (is_gpu_array(X) or _chunks.is_dask(X))
 
 
-def subset_obs(adata: AnnData, keep: np.ndarray) -> None:
-    """Keep the cells where the boolean ``keep`` is true, in place."""
+def _subset(adata: AnnData, keep: np.ndarray, axis: int) -> None:
+    idx = np.flatnonzero(keep)
+    inplace = adata._inplace_subset_obs if axis == 0 else adata._inplace_subset_var
     X = adata.X
     if not _own_path(X):
-        adata._inplace_subset_obs(np.flatnonzero(keep))
+        inplace(idx)
         return
     if _chunks.is_dask(X):
-        new = _chunks.take_rows(X, keep)
+        new = _chunks.take_rows(X, keep) if axis == 0 else _chunks.take_cols(X, idx)
     else:
-        from ._gpu import take_rows
+        from . import _gpu
 
-        new = take_rows(X, np.flatnonzero(keep))
-    adata.X = None
-    adata._inplace_subset_obs(np.flatnonzero(keep))
+        new = (_gpu.take_rows if axis == 0 else _gpu.take_cols)(X, idx)
+    adata.X = None  # AnnData subsets the rest; X was done above
+    inplace(idx)
     adata.X = new
+
+
+def subset_obs(adata: AnnData, keep: np.ndarray) -> None:
+    """Keep the cells where the boolean ``keep`` is true, in place."""
+    _subset(adata, keep, 0)
 
 
 def subset_var(adata: AnnData, keep: np.ndarray) -> None:
     """Keep the genes where the boolean ``keep`` is true, in place (``raw`` is left as it is)."""
-    X = adata.X
-    cols = np.flatnonzero(keep)
-    if not _own_path(X):
-        adata._inplace_subset_var(cols)
-        return
-    if _chunks.is_dask(X):
-        new = _chunks.take_cols(X, cols)
-    else:
-        from ._gpu import take_cols
-
-        new = take_cols(X, cols)
-    adata.X = None
-    adata._inplace_subset_var(cols)
-    adata.X = new
+    _subset(adata, keep, 1)

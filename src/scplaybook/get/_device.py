@@ -127,27 +127,21 @@ def to_cpu(adata: AnnData, *, copy: bool = False) -> AnnData:
 
     if is_dask(adata.X):
         adata.X = gather(adata.X)
-    if not (x_on_gpu(adata) or _anything_on_gpu(adata)):
+    stores = (adata.layers, adata.obsm, adata.varm, adata.obsp)
+    on_gpu = [(s, k) for s in stores for k in list(s.keys()) if is_gpu_array(s[k])]
+    x_gpu, raw_gpu = is_gpu_array(adata.X), adata.raw is not None and is_gpu_array(adata.raw.X)
+    if not (x_gpu or raw_gpu or on_gpu):
         return adata
     from .._gpu import array_to_host
 
     note_backend("gpu")
-    if is_gpu_array(adata.X):
+    if x_gpu:
         adata.X = array_to_host(adata.X)
-    for store in (adata.layers, adata.obsm, adata.varm, adata.obsp):
-        for k in list(store.keys()):
-            if is_gpu_array(store[k]):
-                store[k] = array_to_host(store[k])
-    if adata.raw is not None and is_gpu_array(adata.raw.X):
+    for store, k in on_gpu:
+        store[k] = array_to_host(store[k])
+    if raw_gpu:
         from anndata import AnnData as _AnnData
 
         raw = adata.raw
         adata.raw = _AnnData(X=array_to_host(raw.X), obs=adata.obs[[]], var=raw.var)
     return adata
-
-
-def _anything_on_gpu(adata: AnnData) -> bool:
-    stores = (adata.layers, adata.obsm, adata.varm, adata.obsp)
-    return any(is_gpu_array(s[k]) for s in stores for k in s.keys()) or (
-        adata.raw is not None and is_gpu_array(adata.raw.X)
-    )

@@ -90,16 +90,16 @@ def highly_variable_genes(
             "    data in row chunks: raw (all genes) is not kept; markers are ranked on the "
             "highly variable genes"
         )
-    full, full_var = adata.X, adata.var.copy()
+    keep_full = keep_raw and not chunked
+    full, full_var = (adata.X, adata.var.copy()) if keep_full else (None, None)
     if subset:
         subset_var(adata, adata.var["highly_variable"].to_numpy())
         if chunked:  # reduced to the highly variable genes: one matrix from here on
             adata.X = gather(adata.X)
-            full = None
             import gc
 
             gc.collect()  # Dask graphs hold reference cycles: free the chunks' GPU memory now
-    if keep_raw and not chunked:
+    if keep_full:
         if not subset:  # X stays the full matrix: raw needs its own
             full = full.copy()
         # raw takes the full matrix itself, not a copy, set after subsetting (AnnData copies raw
