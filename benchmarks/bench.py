@@ -237,22 +237,31 @@ def _top_markers(adata, key: str, n: int = 10) -> dict[str, list[str]]:
     return {str(g): names[g].astype(str).tolist()[:n] for g in names.columns}
 
 
-def _start_memory_statistics(pipeline: str) -> bool:
-    """The RMM pool (each pipeline's own way of setting it), with peak-memory statistics on top."""
-    if pipeline == "reference":
-        _rmm_pool()
-    else:
-        from scplaybook._gpu import use_memory_pool
+class PeakMemory:
+    """Peak GPU memory in use on the device (what nvidia-smi shows), sampled every 20 ms.
 
-        use_memory_pool()
-    try:
-        import rmm.statistics
+    Device-wide, so it counts memory pools at their reserved size and the CUDA context, and it
+    works whatever allocator a pipeline sets up.
+    """
 
-        rmm.statistics.enable_statistics()
-    except (ImportError, AttributeError) as e:
-        print(f"no RMM statistics, no peak memory: {e}", file=sys.stderr)
-        return False
-    return True
+    def __init__(self):
+        import threading
+
+        import cupy
+
+        self.cupy, self.peak, self.stop = cupy, 0, threading.Event()
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self) -> None:
+        while not self.stop.wait(0.02):
+            free, total = self.cupy.cuda.runtime.memGetInfo()
+            self.peak = max(self.peak, total - free)
+
+    def gib(self) -> float:
+        self.stop.set()
+        self.thread.join()
+        return self.peak / 2**30
 
 
 def worker(args) -> None:
@@ -266,16 +275,11 @@ def worker(args) -> None:
 
     imports = time.perf_counter() - t0
     clock = Clock(args.gpu, Path(args.json))
-    stats = args.gpu and _start_memory_statistics(args.worker)
+    memory = PeakMemory() if args.gpu else None
     t1 = time.perf_counter()
     adata = (reference if args.worker == "reference" else ours)(args.data, args.gpu, clock)
     total = time.perf_counter() - t1
-    peak = None
-    if stats:
-        import rmm.statistics
-
-        got = rmm.statistics.get_statistics()  # None when a library re-made the resource
-        peak = got.peak_bytes / 2**30 if got is not None else None
+    peak = memory.gib() if memory else None
     labels = adata.obs["leiden_harmony"].astype(str).tolist()
     key = next(k for k in adata.uns if str(k).startswith("rank_genes_groups"))
     Path(args.json).write_text(json.dumps({"import": imports, "total": total, "steps": clock.steps, "leiden": labels,
@@ -447,7 +451,10 @@ def main() -> None:
             r.get("peak_gpu_gib") for r in [results[pipe]["cold"], *results[pipe]["warm"]] if r
         ]
         if any(peaks):
-            notes += f"Peak GPU memory of {pipe} (RMM statistics): {max(x for x in peaks if x):.1f} GiB\n"
+            notes += (
+                f"Peak GPU memory in use on the device during {pipe} (sampled every 20 ms; memory "
+                f"pools count at their reserved size): {max(x for x in peaks if x):.1f} GiB\n"
+            )
     if cpu_run:
         ours = "ours" if "ours" in pipes else pipes[-1]
         both = [

@@ -56,3 +56,72 @@ def test_streamed_synthetic_file_equals_the_in_memory_generator(tmp_path):
     b = ad.read_h5ad(tmp_path / "s.h5ad")
     assert nnz == a.X.nnz and (a.X != b.X).nnz == 0 and b.X.indices.dtype == np.int32
     assert (a.obs["cell_type"] == b.obs["cell_type"]).all()
+
+
+def test_file_extents_read_with_pread_equal_hdf5(tmp_path):
+    """The byte ranges behind the parallel file -> GPU reads give exactly what HDF5 gives."""
+    import os
+
+    import h5py
+
+    from scplaybook._gpu import file_extents, pread_into
+
+    path = tmp_path / "m.h5ad"
+    X = sp.random(3000, 400, density=0.1, format="csr", dtype=np.float32, random_state=0)
+    ad.AnnData(X).write_h5ad(path)  # anndata writes resizable, chunked datasets
+    with h5py.File(path, "a") as f:
+        f.create_dataset("plain", data=np.arange(5000, dtype=np.int64))  # contiguous
+        f.create_dataset("packed", data=np.arange(5000, dtype=np.float32), compression="gzip")
+    rng = np.random.default_rng(0)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with h5py.File(path, "r") as f:
+            assert file_extents(f["packed"], 0, 10) is None  # HDF5 must decode it
+            for name in ("X/data", "X/indices", "plain"):
+                d = f[name]
+                for start, stop in [
+                    (0, d.shape[0]),
+                    *np.sort(rng.integers(0, d.shape[0], (20, 2))),
+                ]:
+                    out = np.empty(stop - start, d.dtype)
+                    view = out.view(np.uint8)
+                    for src, at, n in file_extents(d, int(start), int(stop)):
+                        pread_into(fd, memoryview(view[at : at + n]), src)
+                    np.testing.assert_array_equal(out, d[start:stop])
+    finally:
+        os.close(fd)
+
+
+def test_lazy_read_checks_every_chunk_as_it_is_read(tmp_path):
+    """A value that is not a count deep in the file is found when its chunk is read."""
+    X = sp.random(600, 50, density=0.3, format="csr", dtype=np.float32, random_state=1)
+    X.data = np.ceil(X.data * 10)
+    X[500, X[500].indices[0]] = 2.5  # far past the first cells read() checks
+    path = tmp_path / "late.h5ad"
+    ad.AnnData(X).write_h5ad(path)
+    scp.set_backend("cpu")
+    with pytest.raises(scp.InputError, match="non-integer"):  # read() checks the first 2M values
+        scp.read(path, chunk_cells=100, gene_symbols=None)
+    lazy = scp.read(path, chunk_cells=100, gene_symbols=None, check_counts=False)
+    with pytest.raises(scp.InputError, match=r"cells 500-599\): the matrix has non-integer"):
+        lazy.X.compute()
+
+
+def test_gpu_session_leaves_x_on_disk_for_to_gpu(tmp_path, monkeypatch):
+    """On the GPU backend a CSR .h5ad is read lazily in one piece (to_gpu reads it to the GPU)."""
+    from scplaybook._chunks import source_of
+    from scplaybook.io import _read
+
+    path = tmp_path / "m.h5ad"
+    X = sp.random(300, 40, density=0.2, format="csr", dtype=np.float32, random_state=2)
+    X.data = np.ceil(X.data * 5)
+    ad.AnnData(X).write_h5ad(path)
+    monkeypatch.setattr(_read, "resolve_backend", lambda: "gpu")
+    lazy = _read.read(path, gene_symbols=None)
+    src = source_of(lazy.X)
+    assert src is not None and not src.chunked and src.nnz == X.nnz and src.shape == X.shape
+    assert (lazy.X.compute() != X).nnz == 0
+    forced = _read.read(path, gene_symbols=None, chunk_cells=100)
+    assert source_of(forced.X).chunked and forced.X.numblocks[0] == 3
+    monkeypatch.setattr(_read, "resolve_backend", lambda: "cpu")
+    assert sp.issparse(_read.read(path, gene_symbols=None).X)  # the CPU reads it at once

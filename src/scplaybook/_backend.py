@@ -73,17 +73,15 @@ def resolve_backend(backend: str | None = None) -> Literal["gpu", "cpu"]:
 def set_backend(backend: str) -> Literal["gpu", "cpu"]:
     """Set the session backend and return the one that will run.
 
-    On the GPU this also puts CuPy on the RMM memory pool and, the first time on a machine (an
-    empty kernel cache), starts compiling the later steps' kernels in the background (see
-    :mod:`scplaybook._warmup`).
+    On the GPU, the first time on a machine (an empty kernel cache), this also starts compiling
+    the later steps' kernels in the background (see :mod:`scplaybook._warmup`). The RMM memory
+    pool is set up by :func:`scplaybook.get.to_gpu`, which knows whether the data fit in one piece.
     """
     resolved = resolve_backend(backend)
     settings.backend = backend  # type: ignore[assignment]
     if resolved == "gpu":
         from . import _warmup
-        from ._gpu import use_memory_pool
 
-        use_memory_pool()
         _warmup.start()
     return resolved
 

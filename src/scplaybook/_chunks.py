@@ -7,6 +7,7 @@ worker per GPU) the chunks are spread over its workers. Dask is imported only he
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -66,9 +67,9 @@ def rows_to_dask(X, chunk_nnz: int, *, to_block: Callable | None = None):
     import dask
 
     if is_dask(X):
-        src = _SOURCES.get(X.name)
+        src = source_of(X)
         if src is not None and to_block is not None:
-            return h5ad_rows(*src, gpu=True)
+            return h5ad_rows(src.path, src.shape, src.bounds, gpu=True)
         return X.map_blocks(to_block, meta=_gpu_meta(X.dtype)) if to_block else X
     bounds = row_bounds(np.asarray(X.indptr), chunk_nnz)
     make = to_block or (lambda b: b)
@@ -80,11 +81,36 @@ def rows_to_dask(X, chunk_nnz: int, *, to_block: Callable | None = None):
     return _blocks_to_dask(blocks, X.shape[1], X.dtype, meta)
 
 
-#: Dask arrays read from a file by :func:`h5ad_rows`: name -> (path, shape, row bounds).
-_SOURCES: dict[str, tuple] = {}
+@dataclass(frozen=True)
+class H5Source:
+    """Where a lazily read ``X`` lives: the ``.h5ad`` file, its shape and non-zeros, the chunks.
+
+    ``chunked`` says that the chunks were asked for (``chunk_cells``, or too many non-zeros for
+    one matrix); otherwise ``X`` was only left on disk so that :func:`scplaybook.get.to_gpu` can
+    read it straight into GPU memory, in one piece when it fits.
+    """
+
+    path: str
+    shape: tuple[int, int]
+    nnz: int
+    bounds: tuple[int, ...]
+    chunked: bool
 
 
-def h5ad_rows(path: str, shape: tuple[int, int], bounds: list[int], *, gpu: bool = False):
+#: Dask arrays read from a file by :func:`h5ad_rows`, by Dask name (names are content hashes,
+#: so the same file and chunks give the same name; the entries are a few numbers each).
+_SOURCES: dict[str, H5Source] = {}
+
+
+def source_of(X) -> H5Source | None:
+    """Return the file behind a lazily read ``X`` (:func:`h5ad_rows`), or ``None``."""
+    return _SOURCES.get(X.name) if is_dask(X) else None
+
+
+def h5ad_rows(
+    path: str, shape: tuple[int, int], bounds, *, gpu: bool = False, nnz: int = -1,
+    chunked: bool = True,
+):  # fmt: skip
     """``X`` of a ``.h5ad`` (CSR) as a lazy Dask array of the row chunks ``bounds``.
 
     On the GPU each chunk is read through pinned buffers straight into GPU memory.
@@ -98,15 +124,20 @@ def h5ad_rows(path: str, shape: tuple[int, int], bounds: list[int], *, gpu: bool
 
         meta = sp.csr_matrix((0, 0), dtype=np.float32)
     blocks = [
-        (dask.delayed(_read_rows)(path, s, e, shape[1], gpu), e - s)
+        (dask.delayed(read_rows)(path, s, e, shape[1], gpu), e - s)
         for s, e in zip(bounds[:-1], bounds[1:], strict=True)
     ]
     X = _blocks_to_dask(blocks, shape[1], np.float32, meta)
-    _SOURCES[X.name] = (path, shape, bounds)
+    old = _SOURCES.get(X.name)
+    _SOURCES[X.name] = H5Source(
+        path, tuple(shape), nnz if nnz >= 0 else getattr(old, "nnz", -1), tuple(bounds),
+        chunked if old is None else old.chunked,
+    )  # fmt: skip
     return X
 
 
-def _read_rows(path: str, s: int, e: int, n_cols: int, gpu: bool):
+def read_rows(path: str, s: int, e: int, n_cols: int, gpu: bool):
+    """Rows ``s:e`` of ``X`` of a ``.h5ad`` (CSR) as float32/int32 CSR, on the GPU or the host."""
     import h5py
 
     with h5py.File(path, "r") as f:
@@ -121,6 +152,7 @@ def _read_rows(path: str, s: int, e: int, n_cols: int, gpu: bool):
             from ._gpu import h5_to_device
 
             data = h5_to_device(g["data"], a, b).astype(cp.float32, copy=False)
+            _refuse_non_counts(data, cp, path, s, e)
             indices = h5_to_device(g["indices"], a, b).astype(cp.int32, copy=False)
             return csp.csr_matrix(
                 (data, indices, cp.asarray(indptr.astype(np.int32))),
@@ -130,7 +162,17 @@ def _read_rows(path: str, s: int, e: int, n_cols: int, gpu: bool):
         import scipy.sparse as sp
 
         data = g["data"][a:b].astype(np.float32, copy=False)
+        _refuse_non_counts(data, np, path, s, e)
         return sp.csr_matrix((data, g["indices"][a:b], indptr), shape=(e - s, n_cols), copy=False)
+
+
+def _refuse_non_counts(data, xp, path: str, s: int, e: int) -> None:
+    from ._errors import InputError
+    from .io._read import not_counts
+
+    problem = not_counts(data, xp)
+    if problem:
+        raise InputError(f"{path} (cells {s}-{e - 1}): {problem}")
 
 
 def _gpu_meta(dtype):

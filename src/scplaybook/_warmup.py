@@ -5,10 +5,11 @@ all at 200k cells, one kernel after the other. When a session starts on the GPU 
 has not been warmed yet, :func:`start` launches a few background processes that run the later steps
 (Harmony, differential expression, diffusion map) on tiny synthetic data. They compile the same
 kernels into the same cache (``CUPY_CACHE_DIR``) in parallel while the main process loads and
-preprocesses, and leave a marker in the cache when done, so that later sessions start none. The
-in-process part imports cuGraph and runs a tiny Louvain and Leiden in a thread (the library's
-start-up, about 3 s, otherwise falls on the first clustering). Set ``SCPLAYBOOK_NO_WARMUP=1`` to
-turn all of this off.
+preprocesses, and leave a marker in the cache when done, so that later sessions start none.
+
+:func:`preload_graph_library` (called once the data are on the GPU) runs a tiny Louvain and Leiden
+in a thread of this process: cuGraph's start-up otherwise falls on the first clustering. Set
+``SCPLAYBOOK_NO_WARMUP=1`` to turn all of this off.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
+
 PARTS = ("harmony", "de", "graph")
-_started = False
+_started = _preloaded = False
 
 
 def cache_dir() -> Path:
@@ -39,9 +42,6 @@ def start() -> list[subprocess.Popen]:
     if _started or os.environ.get("SCPLAYBOOK_NO_WARMUP"):
         return []
     _started = True
-    thread = threading.Thread(target=_preload_cugraph, name="scplaybook-cugraph", daemon=True)
-    thread.start()
-    atexit.register(thread.join, 30)  # never tear CUDA down under a running cuGraph call
     procs = []
     for part in PARTS:
         if _marker(part).exists():
@@ -58,21 +58,27 @@ def start() -> list[subprocess.Popen]:
     return procs
 
 
+def preload_graph_library() -> None:
+    """Start cuGraph in a background thread of this process, once (see the module's docstring)."""
+    global _preloaded
+    if _preloaded or os.environ.get("SCPLAYBOOK_NO_WARMUP"):
+        return
+    _preloaded = True
+    thread = threading.Thread(target=_preload_cugraph, name="scplaybook-cugraph", daemon=True)
+    thread.start()
+    atexit.register(thread.join, 30)  # never tear CUDA down under a running cuGraph call
+
+
 def _preload_cugraph() -> None:
     try:
-        import anndata as ad
-        import numpy as np
-        import rapids_singlecell as rsc
         import scipy.sparse as sp
 
-        n = 60
-        rng = np.random.default_rng(0)
-        g = sp.random(n, n, density=0.2, random_state=rng, format="csr", dtype=np.float32)
-        tiny = ad.AnnData(np.zeros((n, 1), np.float32))
-        tiny.obsp["connectivities"] = (g + g.T).tocsr()
-        tiny.uns["neighbors"] = {"connectivities_key": "connectivities", "params": {}}
-        rsc.tl.louvain(tiny)
-        rsc.tl.leiden(tiny)
+        from .tl._cluster import gpu_partition
+
+        g = sp.random(60, 60, density=0.2, random_state=0, format="csr", dtype=np.float32)
+        g = (g + g.T).tocsr()
+        gpu_partition(g, "louvain", resolution=1.0, random_state=0)
+        gpu_partition(g, "leiden", resolution=1.0, random_state=0)
     except Exception:  # noqa: BLE001 - a warm-up that fails costs nothing but its time
         pass
 

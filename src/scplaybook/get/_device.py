@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .._backend import gpu_name, is_gpu_array, resolve_backend, x_on_gpu
-from .._chunks import is_dask, rows_to_dask
+from .._chunks import is_dask, rows_to_dask, source_of
 from .._errors import GPUMemoryError
 from .._settings import logger
 from .._timing import note_backend, timed
@@ -28,7 +28,8 @@ def free_gpu_bytes() -> int:
 def _x_bytes(adata: AnnData, index_bytes: int | None = None) -> int:
     X = adata.X
     if is_dask(X):
-        nnz = adata.uns.get("nnz", X.shape[0] * X.shape[1])
+        src = source_of(X)
+        nnz = src.nnz if src is not None and src.nnz >= 0 else X.shape[0] * X.shape[1]
         return nnz * (4 + (index_bytes or 4)) + 8 * X.shape[0]
     if hasattr(X, "nnz"):
         idx = index_bytes or (8 if X.nnz >= 2**31 - 1 else 4)
@@ -73,14 +74,24 @@ def to_gpu(adata: AnnData, *, n_top_genes: int = 2000, chunked: bool | None = No
     """
     if resolve_backend() != "gpu" or x_on_gpu(adata):
         return adata
+    from .. import _warmup
+    from .._chunks import read_rows
     from .._gpu import csr_to_gpu, to_device, use_memory_pool
 
     free = free_gpu_bytes()
     X = adata.X
-    too_big = getattr(X, "nnz", 0) >= 2**31 - 1  # CuPy CSR matrices index with int32
+    src = source_of(X)  # X left on disk by scplaybook.read
+    nnz = src.nnz if src is not None else getattr(X, "nnz", 0)
+    too_big = nnz >= 2**31 - 1  # CuPy CSR matrices index with int32
     need_one = gpu_bytes_needed(adata, n_top_genes=n_top_genes)
     if chunked is None:
-        chunked = is_dask(X) or too_big or need_one > free
+        asked = is_dask(X) and (src is None or src.chunked)
+        chunked = asked or too_big or need_one > free
+    if not chunked and too_big:
+        raise GPUMemoryError(
+            f"X has {nnz} non-zeros: one CuPy matrix holds fewer than 2^31. Nothing was moved. "
+            "Use chunked=None or True (row chunks)."
+        )
     need = gpu_bytes_needed(adata, n_top_genes=n_top_genes, chunked=chunked)
     if need > free:
         raise GPUMemoryError(
@@ -90,10 +101,11 @@ def to_gpu(adata: AnnData, *, n_top_genes: int = 2000, chunked: bool | None = No
             "use a GPU with more memory or several GPUs (Dask, see the README), or run with backend='cpu'."
         )
     note_backend("gpu")
-    use_memory_pool()
     if chunked:
         import dask
 
+        # no RMM pool here: a pool that has served the chunks cannot hand out the one large
+        # block of the gathered matrix (seen at 1.3M cells); CuPy's own pool is emptied instead
         if not _distributed_client():
             dask.config.set(scheduler="synchronous")  # one GPU: one chunk at a time bounds memory
         adata.X = rows_to_dask(X, CHUNK_NNZ, to_block=csr_to_gpu).persist()
@@ -102,10 +114,19 @@ def to_gpu(adata: AnnData, *, n_top_genes: int = 2000, chunked: bool | None = No
             f"(about {need / _GIB:.1f} GiB needed; {need_one / _GIB:.1f} GiB in one piece, "
             f"{free / _GIB:.1f} GiB free)"
         )
-    elif hasattr(X, "nnz"):
-        adata.X = csr_to_gpu(X.tocsr())
     else:
-        adata.X = to_device(X)
+        use_memory_pool()
+        if src is not None:  # from the file straight into GPU memory
+            adata.X = read_rows(src.path, 0, src.shape[0], src.shape[1], gpu=True)
+        elif is_dask(X):
+            from .._chunks import gather
+
+            adata.X = csr_to_gpu(gather(X).tocsr())
+        elif hasattr(X, "nnz"):
+            adata.X = csr_to_gpu(X.tocsr())
+        else:
+            adata.X = to_device(X)
+    _warmup.preload_graph_library()
     return adata
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
+from .._backend import resolve_backend
 from .._chunks import is_dask
 from .._errors import InputError, ParameterError
 from .._settings import logger
@@ -118,13 +119,14 @@ def read(
     layer
         Take the counts from this layer of a ``.h5ad`` instead of ``X``.
     check_counts
-        Refuse matrices that are not raw counts (see :func:`check_raw_counts`; for a matrix read
-        in chunks, its first chunk is checked).
+        Refuse matrices that are not raw counts (see :func:`check_raw_counts`). A ``.h5ad`` read
+        lazily (below) has its first cells checked here, and every value again when it is read.
     chunk_cells
         Read ``X`` of a ``.h5ad`` lazily, as a Dask array of row chunks of this many cells, instead
         of all at once into host memory (the memory-aware path; see :func:`scplaybook.get.to_gpu`).
         ``None`` does so by itself for matrices of 2^31 non-zeros or more, with chunks of about
-        2^28 non-zeros.
+        2^28 non-zeros. On the GPU backend, ``X`` of a CSR ``.h5ad`` is always left on disk until
+        :func:`scplaybook.get.to_gpu` reads it straight into GPU memory (in one piece when it fits).
 
     Returns
     -------
@@ -177,8 +179,10 @@ def read(
 
         verify_checksum(path)
         h5kind, genomes = _h5_kind(path)
-        if h5kind == "h5ad" and layer is None and (chunk_cells or _h5ad_nnz(path) >= 2**31 - 1):
-            adata = _read_h5ad_chunked(path, chunk_cells)
+        nnz = _h5ad_nnz(path) if h5kind == "h5ad" and layer is None else -1
+        chunked = bool(chunk_cells) or nnz >= 2**31 - 1
+        if nnz >= 0 and (chunked or resolve_backend() == "gpu"):
+            adata = _read_h5ad_lazy(path, chunk_cells, chunked=chunked)
         elif h5kind == "h5ad":
             try:
                 adata = ad.read_h5ad(path)
@@ -216,7 +220,10 @@ def read(
             f"{path} holds an empty matrix ({adata.n_obs} cells x {adata.n_vars} genes)."
         )
     if check_counts and is_dask(adata.X):
-        check_raw_counts(adata.X.blocks[0].compute(), source=f"{path} (first chunk)", layers=[])
+        # the first cells now; every chunk again as it is read (see _chunks.read_rows)
+        problem = not_counts(_first_rows(path, adata.X.shape).data)
+        if problem:
+            raise InputError(f"{path}: {problem}")
     elif check_counts:
         adata.X = check_raw_counts(
             adata.X, source=str(path), layers=[k for k in adata.layers.keys() if isinstance(k, str)]
@@ -234,8 +241,13 @@ def _h5ad_nnz(path: Path) -> int:
         return int(x["data"].shape[0]) if isinstance(x, h5py.Group) and "data" in x else 0
 
 
-def _read_h5ad_chunked(path: Path, chunk_cells: int | None) -> AnnData:
-    """Open a ``.h5ad`` with ``X`` as a lazy Dask array of row chunks (read when computed)."""
+def _read_h5ad_lazy(path: Path, chunk_cells: int | None, *, chunked: bool) -> AnnData:
+    """Open a ``.h5ad`` with ``X`` left on disk as a lazy Dask array of row chunks.
+
+    ``chunked``: the chunks were asked for (``chunk_cells``, or too many non-zeros for one
+    matrix). Otherwise ``X`` is lazy only so that :func:`scplaybook.get.to_gpu` reads it from the
+    file straight into GPU memory, without a copy in host memory.
+    """
     import anndata as ad
     import h5py
     from anndata.io import read_elem
@@ -246,6 +258,8 @@ def _read_h5ad_chunked(path: Path, chunk_cells: int | None) -> AnnData:
         with h5py.File(path, "r") as f:
             g = f["X"]
             if g.attrs.get("encoding-type") != "csr_matrix":
+                if not chunked:  # a dense or CSC X: read it as usual
+                    return ad.read_h5ad(path)
                 raise InputError(
                     f"{path}: reading in chunks needs X stored as CSR (cells in rows); it is "
                     f"{g.attrs.get('encoding-type')}. Rewrite it as CSR, or read it without chunk_cells."
@@ -261,11 +275,30 @@ def _read_h5ad_chunked(path: Path, chunk_cells: int | None) -> AnnData:
             f"{path} could not be read as .h5ad ({type(e).__name__}: {e}): it looks truncated "
             "or corrupt. Download or copy it again."
         ) from e
+    nnz = int(indptr[-1])
     bounds = row_bounds(indptr, 2**28, chunk_cells)
-    adata = ad.AnnData(X=h5ad_rows(str(path), shape, bounds), obs=obs, var=var, uns=uns)
-    adata.uns["nnz"] = int(indptr[-1])
-    logger.info(f"    X read lazily in {len(bounds) - 1} row chunks ({int(indptr[-1])} non-zeros)")
+    X = h5ad_rows(str(path), shape, bounds, nnz=nnz, chunked=chunked)
+    adata = ad.AnnData(X=X, obs=obs, var=var, uns=uns)
+    n_empty = int((np.diff(indptr) == 0).sum())
+    if n_empty:
+        logger.warning(
+            f"{path}: {n_empty} cell(s) have no counts at all; QC filtering removes them."
+        )
+    if chunked:
+        logger.info(f"    X read lazily in {len(bounds) - 1} row chunks ({nnz} non-zeros)")
     return adata
+
+
+def _first_rows(path: Path, shape: tuple[int, int], nnz: int = 2_000_000):
+    """Read the first cells of ``X`` of a ``.h5ad`` (CSR), about ``nnz`` non-zeros, to the host."""
+    import h5py
+
+    from .._chunks import read_rows
+
+    with h5py.File(path, "r") as f:
+        indptr = f["X"]["indptr"]
+        n = int(np.searchsorted(indptr[: shape[0] + 1], nnz, side="right"))
+    return read_rows(str(path), 0, max(1, min(n, shape[0])), shape[1], gpu=False)
 
 
 def _open(path: Path):
@@ -376,23 +409,11 @@ def check_raw_counts(
         hint = (
             f" This file has layers {', '.join(layers)}: if one holds the counts, use layer=... ."
         )
-    if not np.all(np.isfinite(vals)) or (vals.size < data.size and not np.all(np.isfinite(data))):
-        raise InputError(
-            f"{source}: the matrix holds NaN or infinite values; raw counts are finite.{hint}"
-        )
-    if vals.size and vals.min() < 0:
-        kind = "scaled (z-scored)" if np.any(vals % 1 != 0) else "not counts"
-        raise InputError(
-            f"{source}: the matrix has negative values ({vals.min():g}); it looks {kind}. "
-            f"The playbook needs raw UMI counts.{hint}"
-        )
-    if vals.size and np.any(vals % 1 != 0):
-        mx = float(vals.max())
-        what = "log-normalised" if mx < 30 else "normalised, not raw counts"
-        raise InputError(
-            f"{source}: the matrix has non-integer values (max {mx:.3g}); it looks {what}. "
-            f"The playbook needs raw UMI counts (often in adata.raw or layers['counts']).{hint}"
-        )
+    problem = not_counts(vals)
+    if problem is None and vals.size < data.size and not np.all(np.isfinite(data)):
+        problem = not_counts(np.array([np.nan], np.float32))
+    if problem:
+        raise InputError(f"{source}: {problem}{hint}")
     if X.dtype != np.float32:
         X = X.astype(np.float32)
     n_zero_cells = int((np.diff(X.indptr) == 0).sum())
@@ -401,3 +422,26 @@ def check_raw_counts(
             f"{source}: {n_zero_cells} cell(s) have no counts at all; QC filtering removes them."
         )
     return X
+
+
+def not_counts(data, xp=np) -> str | None:
+    """Say why the stored values ``data`` of a matrix are not raw counts, or ``None`` if they are.
+
+    ``xp`` is NumPy, or CuPy for values on the GPU (four reductions, no copy to the host).
+    """
+    if data.size == 0:
+        return None
+    if not bool(xp.isfinite(data).all()):
+        return "the matrix holds NaN or infinite values; raw counts are finite."
+    low, fractional = float(data.min()), bool(xp.any(data != xp.floor(data)))
+    if low < 0:
+        kind = "scaled (z-scored)" if fractional else "not counts"
+        return f"the matrix has negative values ({low:g}); it looks {kind}. The playbook needs raw UMI counts."
+    if fractional:
+        high = float(data.max())
+        what = "log-normalised" if high < 30 else "normalised, not raw counts"
+        return (
+            f"the matrix has non-integer values (max {high:.3g}); it looks {what}. The playbook "
+            "needs raw UMI counts (often in adata.raw or layers['counts'])."
+        )
+    return None

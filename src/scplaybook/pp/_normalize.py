@@ -99,6 +99,10 @@ def highly_variable_genes(
             import gc
 
             gc.collect()  # Dask graphs hold reference cycles: free the chunks' GPU memory now
+            if is_gpu_array(adata.X):
+                import cupy as cp
+
+                cp.get_default_memory_pool().free_all_blocks()  # room for large dense blocks
     if keep_full:
         if not subset:  # X stays the full matrix: raw needs its own
             full = full.copy()
