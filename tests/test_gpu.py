@@ -136,7 +136,7 @@ def test_gpu_clustering_agrees_with_rapids_singlecell():
     a = scp.read(scp.datasets.demo_path())
     scp.get.to_gpu(a)
     preprocess(a)
-    scp.pp.neighbors(a, n_neighbors=15, n_pcs=30)
+    scp.pp.neighbors(a, n_neighbors=15, n_pcs=20)
     for algo in ("louvain", "leiden"):
         getattr(scp.tl, algo)(a, resolution=0.6, key_added=f"ours_{algo}")
         getattr(rsc.tl, algo)(a, resolution=0.6, key_added=f"rsc_{algo}")
@@ -147,3 +147,17 @@ def test_gpu_clustering_agrees_with_rapids_singlecell():
             for who in ("ours", "rsc")
         )
         assert ours >= theirs - 0.05, (algo, ours, theirs)  # as close to the cell types
+
+
+def test_gpu_free_bytes_counts_the_pool():
+    """Free memory = free on the device + unused in the RMM pool (the memory guards rely on it)."""
+    import cupy as cp
+
+    from scplaybook._gpu import free_bytes, use_memory_pool
+
+    use_memory_pool(2**31)
+    before = free_bytes()
+    x = cp.empty(2**30, cp.uint8)
+    assert abs(before - free_bytes() - 2**30) < 2**26
+    del x
+    assert abs(free_bytes() - before) < 2**26

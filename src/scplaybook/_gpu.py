@@ -17,16 +17,19 @@ STAGE_BYTES = 1 << 27
 #: Threads that read a file in parallel, and bytes per read, for file -> GPU copies.
 READ_THREADS = 8
 READ_PIECE = 1 << 24
-_pool_on = False
+_pool = None  # (the RMM pool, the adaptor on top of it that counts the bytes in use)
 
 
-def use_memory_pool() -> bool:
-    """Serve CuPy's allocations from an RMM pool (as the original notebook does), once per process.
+def use_memory_pool(initial_bytes: int = 0) -> bool:
+    """Serve CuPy's and RAPIDS' allocations from an RMM pool (as the original notebook does), once.
 
-    Returns whether the pool is in use. Without RMM, CuPy's own pool stays (a debug-level note).
+    The pool starts at ``initial_bytes`` (at least 1 GiB; :func:`scplaybook.get.to_gpu` passes
+    what the analysis of the data is expected to need, so that the pool does not grow, and
+    fragment, step by step) and grows on demand. Returns whether the pool is in use. Without RMM,
+    or with ``SCPLAYBOOK_NO_POOL`` set, CuPy's own pool stays.
     """
-    global _pool_on
-    if _pool_on:
+    global _pool
+    if _pool is not None:
         return True
     if os.environ.get("SCPLAYBOOK_NO_POOL"):
         return False
@@ -37,11 +40,27 @@ def use_memory_pool() -> bool:
     except ImportError:
         logger.debug("RMM is not installed: CuPy's own memory pool is used")
         return False
-    # a small start that grows on demand: free-memory checks (memGetInfo) stay meaningful
-    rmm.reinitialize(pool_allocator=True, managed_memory=False, initial_pool_size=2**30)
+    free, total = cp.cuda.runtime.memGetInfo()
+    size = min(max(initial_bytes, 2**30), int(free * 0.9)) // 2**28 * 2**28
+    pool = rmm.mr.PoolMemoryResource(rmm.mr.CudaMemoryResource(), initial_pool_size=size)
+    counted = rmm.mr.LimitingResourceAdaptor(pool, allocation_limit=int(total))
+    rmm.mr.set_current_device_resource(counted)
     cp.cuda.set_allocator(rmm_cupy_allocator)
-    _pool_on = True
+    _pool = (pool, counted)
     return True
+
+
+def free_bytes() -> int:
+    """Memory that new GPU allocations can still get: free on the device plus unused in the pool."""
+    import cupy as cp
+
+    if _pool is None:
+        cp.get_default_memory_pool().free_all_blocks()  # CuPy's cached blocks: back to the device
+    free = int(cp.cuda.runtime.memGetInfo()[0])
+    if _pool is not None:
+        pool, counted = _pool
+        free += max(0, pool.pool_size() - counted.get_allocated_bytes())
+    return free
 
 
 def _staged(n_bytes: int, copy_chunk, *, align: int = 1) -> None:

@@ -19,10 +19,10 @@ CHUNK_NNZ = 2**28
 
 
 def free_gpu_bytes() -> int:
-    """Free memory on the current CUDA device, in bytes."""
-    import cupy
+    """Memory new allocations can get on the current CUDA device, in bytes (free + unused pool)."""
+    from .._gpu import free_bytes
 
-    return int(cupy.cuda.runtime.memGetInfo()[0])
+    return free_bytes()
 
 
 def _x_bytes(adata: AnnData, index_bytes: int | None = None) -> int:
@@ -115,7 +115,7 @@ def to_gpu(adata: AnnData, *, n_top_genes: int = 2000, chunked: bool | None = No
             f"{free / _GIB:.1f} GiB free)"
         )
     else:
-        use_memory_pool()
+        use_memory_pool(need_one)  # reserve what the analysis will use
         if src is not None:  # from the file straight into GPU memory
             adata.X = read_rows(src.path, 0, src.shape[0], src.shape[1], gpu=True)
         elif is_dask(X):
@@ -159,7 +159,8 @@ def to_cpu(adata: AnnData, *, copy: bool = False) -> AnnData:
     if x_gpu:
         adata.X = array_to_host(adata.X)
     for store, k in on_gpu:
-        store[k] = array_to_host(store[k])
+        if is_gpu_array(store[k]):  # setting one entry can replace another (seen on the GPU)
+            store[k] = array_to_host(store[k])
     if raw_gpu:
         from anndata import AnnData as _AnnData
 

@@ -109,22 +109,23 @@ def rank_genes_groups(
 def _fits_gpu_memory(adata: AnnData, use_raw: bool | None) -> AnnData:
     """Return ``adata``, or a random subsample of its cells where the fit would not fit the GPU.
 
-    cuML's logistic regression holds about three copies of the dense matrix.
+    The fit holds about four dense copies of the cells it is given (rapids-singlecell selects the
+    grouped cells, cuML copies them); measured at 1.2M cells x 5,000 genes, three did not fit.
     """
     from ..get import free_gpu_bytes
 
     X = adata.raw.X if (use_raw is not False and adata.raw is not None) else adata.X
-    need = 3 * X.shape[0] * X.shape[1] * 4
+    need = 4 * X.shape[0] * X.shape[1] * 4
     free = free_gpu_bytes()
     if need <= free:
         return adata
     import numpy as np
 
-    share = free / need * 0.9
+    share = free / (need + X.shape[0] * X.shape[1] * 4) * 0.9  # the subsample is one copy more
     rng = np.random.default_rng(0)
     keep = np.flatnonzero(rng.random(adata.n_obs) < share)
     logger.info(
         f"    logreg on a random {share:.0%} of the cells ({keep.size}): the dense matrix of all "
-        "cells would not fit in GPU memory three times"
+        "cells would not fit in GPU memory four times"
     )
     return adata[keep].copy()
