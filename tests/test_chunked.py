@@ -24,8 +24,13 @@ def test_chunked_path_on_a_local_cluster_matches_in_memory(caplog):
             chunked = scp.read(path, chunk_cells=1000)
             assert is_dask(chunked.X) and chunked.X.numblocks[0] == 6
             preprocess(chunked)
-    assert not is_dask(chunked.X)  # gathered once reduced to the highly variable genes
+    # with a distributed client, regress-out, scaling and PCA ran on the workers' row chunks,
+    # and X was gathered into one matrix after PCA
+    assert "X stays in row chunks across the Dask workers until PCA" in caplog.text
+    assert chunked.uns["pca"]["params"]["method"] == "covariance (row chunks)"
+    assert not is_dask(chunked.X)
     assert "raw (all genes) is not kept" in caplog.text
+    np.testing.assert_allclose(chunked.var["std"], mem.var["std"], rtol=1e-4)
     assert list(chunked.obs_names) == list(mem.obs_names)
     assert list(chunked.var_names) == list(mem.var_names)
     for col in ("total_counts", "n_genes_by_counts", "pct_counts_mt"):

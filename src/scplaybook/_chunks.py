@@ -230,14 +230,161 @@ def cells_per_gene(X) -> np.ndarray:
 
 
 def gather(X):
-    """One in-memory matrix (CuPy or SciPy CSR) from a chunked ``X``."""
+    """One in-memory matrix from a chunked ``X``: CuPy or SciPy CSR, or dense CuPy/NumPy."""
     import dask
 
     blocks = dask.compute(*X.to_delayed().ravel())
-    if is_gpu_array(blocks[0]):
-        import cupyx.scipy.sparse as csp
+    if hasattr(blocks[0], "indptr"):
+        if is_gpu_array(blocks[0]):
+            import cupyx.scipy.sparse as csp
 
-        return csp.vstack(blocks, format="csr")
-    import scipy.sparse as sp
+            return csp.vstack(blocks, format="csr")
+        import scipy.sparse as sp
 
-    return sp.vstack(blocks, format="csr")
+        return sp.vstack(blocks, format="csr")
+    return _xp(blocks[0]).concatenate(blocks, axis=0)
+
+
+def distributed_client():
+    """Return the active ``distributed`` client (e.g. on a dask-cuda ``LocalCUDACluster``), or ``None``."""
+    try:
+        from distributed import default_client
+
+        return default_client()
+    except (ImportError, ValueError):
+        return None
+
+
+# --- regress-out, scaling and PCA over row chunks (with a distributed client: on its workers) ---
+# Each runs one pass that sums small per-chunk results (genes x covariates, per-gene moments, the
+# genes x genes Gram matrix) on the client, then, where X changes, one pass that maps every chunk.
+
+
+def _xp(block):
+    if is_gpu_array(block):
+        import cupy
+
+        return cupy
+    return np
+
+
+def _host(a) -> np.ndarray:
+    return a.get() if is_gpu_array(a) else np.asarray(a)
+
+
+def _dense_copy(block):
+    """Return a dense float32 copy of a chunk (never change chunks in place: Dask may reuse them)."""
+    xp = _xp(block)
+    if hasattr(block, "toarray"):
+        return xp.asarray(block.toarray(), dtype=xp.float32)
+    return xp.array(block, dtype=xp.float32)
+
+
+def _rows(X):
+    offsets = np.cumsum([0, *X.chunks[0]])
+    return list(zip(X.to_delayed().ravel(), offsets[:-1], offsets[1:], strict=True))
+
+
+def _sum_over_chunks(X, part, *row_arrays) -> list[np.ndarray]:
+    """Sum ``part(chunk, *rows of row_arrays)`` (a tuple of host arrays) over the chunks."""
+    import dask
+
+    parts = dask.compute(
+        *[dask.delayed(part)(b, *[a[s:e] for a in row_arrays]) for b, s, e in _rows(X)]
+    )
+    return [sum(p[i] for p in parts) for i in range(len(parts[0]))]
+
+
+def _map_chunks(X, fn, *args, row_arrays=()):
+    """``fn(chunk, *rows of row_arrays, *args)`` for every chunk, as a new (dense) chunked array."""
+    import dask
+
+    blocks = [
+        (dask.delayed(fn)(b, *[a[s:e] for a in row_arrays], *args), e - s) for b, s, e in _rows(X)
+    ]
+    meta = _xp(X._meta).empty((0, 0), dtype=np.float32)
+    out = _blocks_to_dask(blocks, X.shape[1], np.float32, meta)
+    return out.persist()
+
+
+def _dtx_chunk(block, design):
+    xp = _xp(block)
+    d = xp.asarray(design.astype(np.float32))
+    return (_host(d.T @ _dense_copy(block)).astype(np.float64),)
+
+
+def _residual_chunk(block, design, beta):
+    from .pp._normalize import subtract_fit
+
+    xp = _xp(block)
+    x = _dense_copy(block)
+    subtract_fit(x, xp.asarray(design.astype(np.float32)), xp.asarray(beta), xp)
+    return x
+
+
+def regress_out(X, design: np.ndarray):
+    """Residuals of every gene after the least-squares fit on ``design`` (cells x covariates)."""
+    from .pp._normalize import fit_coefficients
+
+    (dtx,) = _sum_over_chunks(X, _dtx_chunk, design)
+    return _map_chunks(X, _residual_chunk, fit_coefficients(design, dtx), row_arrays=(design,))
+
+
+def _moments_chunk(block):
+    xp = _xp(block)
+    x = _dense_copy(block)
+    return _host(x.sum(axis=0, dtype=xp.float64)), _host((x * x).sum(axis=0, dtype=xp.float64))
+
+
+def _scale_chunk(block, mean, std, max_value):
+    xp = _xp(block)
+    x = _dense_copy(block)
+    x -= xp.asarray(mean)
+    x /= xp.asarray(std)
+    if max_value is not None:
+        xp.clip(x, -max_value, max_value, out=x)
+    return x
+
+
+def scale(X, max_value: float | None):
+    """Each gene to zero mean and unit variance (``n - 1``), clipped at ``max_value``, as scanpy.
+
+    Returns the scaled chunks and the genes' means and standard deviations.
+    """
+    n = X.shape[0]
+    total, squares = _sum_over_chunks(X, _moments_chunk)
+    mean = total / n
+    std = np.sqrt(np.maximum(squares / n - mean**2, 0) * n / (n - 1))
+    std[std == 0] = 1
+    out = _map_chunks(X, _scale_chunk, mean.astype(np.float32), std.astype(np.float32), max_value)
+    return out, mean, std
+
+
+def _gram_chunk(block):
+    xp = _xp(block)
+    x = _dense_copy(block)
+    return _host((x.T @ x).astype(xp.float64)), _host(x.sum(axis=0, dtype=xp.float64))
+
+
+def _scores_chunk(block, mean, pcs):
+    from .pp._pca import project
+
+    xp = _xp(block)
+    return _host(project(_dense_copy(block), xp.asarray(mean), xp.asarray(pcs)))
+
+
+def pca(X, n_comps: int):
+    """PCA of chunked ``X`` through its genes x genes covariance (see ``pp._pca.pca_from_gram``).
+
+    Returns host arrays: scores, loadings, variances, variance ratios.
+    """
+    import dask
+
+    from .pp._pca import components
+
+    xtx, total = _sum_over_chunks(X, _gram_chunk)
+    xp = _xp(X._meta)  # the eigendecomposition on this process's GPU when the chunks are on GPUs
+    mean, pcs, var, ratio = components(xp.asarray(xtx), xp.asarray(total), X.shape[0], n_comps, xp)
+    mean, pcs = _host(mean), _host(pcs)
+    scores = dask.compute(*[dask.delayed(_scores_chunk)(b, mean, pcs) for b, _, _ in _rows(X)])
+    return np.concatenate(scores, axis=0), pcs, _host(var), _host(ratio)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .._backend import gpu_name, is_gpu_array, resolve_backend, x_on_gpu
-from .._chunks import is_dask, rows_to_dask, source_of
+from .._chunks import distributed_client, is_dask, rows_to_dask, source_of
 from .._errors import GPUMemoryError
 from .._settings import logger
 from .._timing import note_backend, timed
@@ -106,7 +106,7 @@ def to_gpu(adata: AnnData, *, n_top_genes: int = 2000, chunked: bool | None = No
 
         # no RMM pool here: a pool that has served the chunks cannot hand out the one large
         # block of the gathered matrix (seen at 1.3M cells); CuPy's own pool is emptied instead
-        if not _distributed_client():
+        if distributed_client() is None:
             dask.config.set(scheduler="synchronous")  # one GPU: one chunk at a time bounds memory
         adata.X = rows_to_dask(X, CHUNK_NNZ, to_block=csr_to_gpu).persist()
         logger.info(
@@ -128,15 +128,6 @@ def to_gpu(adata: AnnData, *, n_top_genes: int = 2000, chunked: bool | None = No
             adata.X = to_device(X)
     _warmup.preload_graph_library()
     return adata
-
-
-def _distributed_client():
-    try:
-        from distributed import default_client
-
-        return default_client()
-    except (ImportError, ValueError):
-        return None
 
 
 @timed("to CPU")

@@ -9,7 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._backend import backend_for_X, is_gpu_array, rsc
-from .._chunks import gather, is_dask
+from .._chunks import distributed_client, gather, is_dask
 from .._errors import ParameterError
 from .._settings import logger
 from .._subset import subset_var
@@ -94,7 +94,11 @@ def highly_variable_genes(
     full, full_var = (adata.X, adata.var.copy()) if keep_full else (None, None)
     if subset:
         subset_var(adata, adata.var["highly_variable"].to_numpy())
-        if chunked:  # reduced to the highly variable genes: one matrix from here on
+        if chunked and distributed_client() is not None:
+            logger.info(
+                "    X stays in row chunks across the Dask workers until PCA, then is gathered"
+            )
+        elif chunked:  # reduced to the highly variable genes: one matrix from here on
             adata.X = gather(adata.X)
             import gc
 
@@ -134,6 +138,14 @@ def regress_out(adata: AnnData, keys: Sequence[str] = ("total_counts", "pct_coun
             f"regress_out keys {missing} are not in obs; it has: {', '.join(map(str, adata.obs.columns))}."
         )
     gpu = note_backend(backend_for_X(adata, "regress_out")) == "gpu"
+    cov = np.column_stack(
+        [np.ones(adata.n_obs)] + [adata.obs[k].to_numpy(dtype=np.float64) for k in keys]
+    )
+    if is_dask(adata.X):  # row chunks kept across the workers of a distributed client
+        from .. import _chunks
+
+        adata.X = _chunks.regress_out(adata.X, cov)
+        return adata
     if gpu:
         import cupy as xp
         import cupyx.scipy.sparse as xsp
@@ -144,26 +156,38 @@ def regress_out(adata: AnnData, keys: Sequence[str] = ("total_counts", "pct_coun
     X = adata.X
     X = X.toarray() if xsp.issparse(X) else X
     X = xp.asarray(X, dtype=xp.float32)
-    cov = np.column_stack(
-        [np.ones(adata.n_obs)] + [adata.obs[k].to_numpy(dtype=np.float64) for k in keys]
-    )
     # the products with X are two GEMMs; the small solve (k x genes) runs on the host in float64
     D32 = xp.asarray(cov.astype(np.float32))
     dtx = D32.T @ X
-    dtx = dtx.get() if gpu else dtx
-    beta = np.linalg.pinv(cov.T @ cov) @ dtx.astype(np.float64)
-    beta = xp.asarray(beta.astype(np.float32))
-    step = max(1, 2**28 // max(adata.n_obs, 1))  # columns per block: temporaries stay < 1 GiB
-    for j in range(0, X.shape[1], step):
-        X[:, j : j + step] -= D32 @ beta[:, j : j + step]
+    beta = fit_coefficients(cov, dtx.get() if gpu else dtx)
+    subtract_fit(X, D32, xp.asarray(beta), xp)
     adata.X = X
     return adata
+
+
+def fit_coefficients(design: np.ndarray, dtx) -> np.ndarray:
+    """Least-squares coefficients (covariates x genes, float32) from ``design`` and ``designᵀX``."""
+    return (np.linalg.pinv(design.T @ design) @ np.asarray(dtx, dtype=np.float64)).astype(
+        np.float32
+    )
+
+
+def subtract_fit(X, design32, beta, xp) -> None:
+    """``X -= design @ beta`` in place, a block of genes at a time (temporaries stay < 1 GiB)."""
+    step = max(1, 2**28 // max(X.shape[0], 1))
+    for j in range(0, X.shape[1], step):
+        X[:, j : j + step] -= design32 @ beta[:, j : j + step]
 
 
 @timed("scale")
 def scale(adata: AnnData, *, max_value: float | None = 10.0) -> AnnData:
     """Scale each gene to unit variance and zero mean, clipping at ``max_value``, in place."""
-    if note_backend(backend_for_X(adata, "scale")) == "gpu":
+    gpu = note_backend(backend_for_X(adata, "scale")) == "gpu"
+    if is_dask(adata.X):  # row chunks kept across the workers of a distributed client
+        from .. import _chunks
+
+        adata.X, adata.var["mean"], adata.var["std"] = _chunks.scale(adata.X, max_value)
+    elif gpu:
         rsc().pp.scale(adata, max_value=max_value)
     else:
         import scanpy as sc

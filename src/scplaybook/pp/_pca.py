@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .._backend import backend_for_X, is_gpu_array, rsc
+from .._chunks import is_dask
 from .._errors import ParameterError
 from .._settings import logger
 from .._timing import note_backend, timed
@@ -29,17 +30,18 @@ def pca(adata: AnnData, *, n_comps: int = 50, random_state: int = 0) -> AnnData:
             f"n_pcs={n_comps} is too many for {adata.n_obs} cells x {adata.n_vars} genes: use at most {limit}."
         )
     gpu = note_backend(backend_for_X(adata, "pca")) == "gpu"
-    if gpu and not hasattr(adata.X, "indptr") and _copy_would_not_fit(adata.X):
+    if is_dask(adata.X):
+        from .. import _chunks
+
+        logger.info(f"    PCA from the covariance, over {adata.X.numblocks[0]} row chunks")
+        _store(adata, *_chunks.pca(adata.X, n_comps), method="covariance (row chunks)")
+        adata.X = _chunks.gather(adata.X)  # the later steps (DE) work on one matrix
+    elif gpu and not hasattr(adata.X, "indptr") and _copy_would_not_fit(adata.X):
         import cupy as cp
 
         logger.info("    dense matrix too large to copy on the GPU: PCA from the covariance")
-        scores, pcs, var, ratio = pca_from_gram(adata.X, n_comps, cp)
-        adata.obsm["X_pca"], adata.varm["PCs"] = scores.get(), pcs.get()
-        adata.uns["pca"] = {
-            "params": {"zero_center": True, "method": "covariance"},
-            "variance": var.get(),
-            "variance_ratio": ratio.get(),
-        }
+        parts = pca_from_gram(adata.X, n_comps, cp)
+        _store(adata, *(a.get() for a in parts), method="covariance")
     elif gpu:
         rsc().pp.pca(adata, n_comps=n_comps, random_state=random_state)
         # small results live on the host, where plots and the CPU-side steps read them
@@ -54,6 +56,15 @@ def pca(adata: AnnData, *, n_comps: int = 50, random_state: int = 0) -> AnnData:
 
         sc.pp.pca(adata, n_comps=n_comps, random_state=random_state)
     return adata
+
+
+def _store(adata: AnnData, scores, pcs, var, ratio, *, method: str) -> None:
+    adata.obsm["X_pca"], adata.varm["PCs"] = scores, pcs
+    adata.uns["pca"] = {
+        "params": {"zero_center": True, "method": method},
+        "variance": var,
+        "variance_ratio": ratio,
+    }
 
 
 def _copy_would_not_fit(X) -> bool:
@@ -71,13 +82,22 @@ def pca_from_gram(X, n_comps: int, xp=np):
     loading positive. Returns scores (cells x ``n_comps``, float32), loadings (genes x ``n_comps``),
     variances and variance ratios.
     """
-    n = X.shape[0]
-    mean = X.mean(axis=0, dtype=xp.float64)
-    cov = ((X.T @ X).astype(xp.float64) - n * xp.outer(mean, mean)) / (n - 1)
+    xtx, total = (X.T @ X).astype(xp.float64), X.sum(axis=0, dtype=xp.float64)
+    mean, pcs, var, ratio = components(xtx, total, X.shape[0], n_comps, xp)
+    return project(X, mean, pcs), pcs, var, ratio
+
+
+def components(xtx, total, n: int, n_comps: int, xp=np):
+    """Mean, loadings (float32), variances and variance ratios from ``XᵀX`` and column sums."""
+    mean = total / n
+    cov = (xtx - n * xp.outer(mean, mean)) / (n - 1)
     w, v = xp.linalg.eigh(cov)
     top = xp.argsort(w)[::-1][:n_comps]
     w, v = w[top], v[:, top]
     v = v * xp.sign(v[xp.abs(v).argmax(axis=0), xp.arange(n_comps)])
-    v32 = v.astype(xp.float32)
-    scores = X @ v32 - mean.astype(xp.float32) @ v32
-    return scores, v32, w, w / xp.trace(cov)
+    return mean, v.astype(xp.float32), w, w / xp.trace(cov)
+
+
+def project(X, mean, pcs):
+    """Scores of the rows of ``X`` on the loadings ``pcs`` (``X`` centred by ``mean``)."""
+    return X @ pcs - mean.astype(pcs.dtype) @ pcs
