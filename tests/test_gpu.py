@@ -161,3 +161,23 @@ def test_gpu_free_bytes_counts_the_pool():
     assert abs(before - free_bytes() - 2**30) < 2**26
     del x
     assert abs(free_bytes() - before) < 2**26
+
+
+def test_gpu_chunks_on_a_local_cuda_cluster_match_in_memory():
+    """The multi-GPU layout (dask-cuda, one worker per GPU; here the one GPU) = the in-memory path."""
+    dask_cuda = pytest.importorskip("dask_cuda")
+    from distributed import Client
+
+    path = scp.datasets.demo_path()
+    scp.set_backend("gpu")
+    mem = scp.read(path)
+    scp.get.to_gpu(mem, chunked=False)
+    preprocess(mem)
+    with dask_cuda.LocalCUDACluster(n_workers=1) as cluster, Client(cluster):
+        a = scp.read(path, chunk_cells=1500)
+        scp.get.to_gpu(a)
+        preprocess(a)
+    assert a.uns["pca"]["params"]["method"] == "covariance (row chunks)"
+    assert list(a.obs_names) == list(mem.obs_names) and list(a.var_names) == list(mem.var_names)
+    q0, q1 = np.linalg.qr(mem.obsm["X_pca"])[0], np.linalg.qr(a.obsm["X_pca"])[0]
+    assert np.linalg.svd(q0.T @ q1, compute_uv=False).min() > 0.999
