@@ -179,13 +179,13 @@ def reference(path: str, gpu: bool, clock: Clock) -> None:
     return adata
 
 
-def ours(path: str, gpu: bool, clock: Clock) -> None:
+def ours(path: str, gpu: bool, clock: Clock, chunk_cells: int | None = None) -> None:
     """The same steps and parameters through scplaybook (what the playbook notebook calls)."""
     import scplaybook as scp
 
     scp.set_backend("gpu" if gpu else "cpu")
     with clock.step("load"):
-        adata = scp.read(path, check_counts=False)
+        adata = scp.read(path, check_counts=False, chunk_cells=chunk_cells)
     if gpu:
         with clock.step("to GPU"):
             scp.get.to_gpu(adata)
@@ -238,10 +238,10 @@ def _top_markers(adata, key: str, n: int = 10) -> dict[str, list[str]]:
 
 
 class PeakMemory:
-    """Peak GPU memory in use on the device (what nvidia-smi shows), sampled every 20 ms.
+    """Peak GPU memory in use on the devices (what nvidia-smi shows, summed), sampled every 20 ms.
 
-    Device-wide, so it counts memory pools at their reserved size and the CUDA context, and it
-    works whatever allocator a pipeline sets up.
+    Device-wide, so it counts memory pools at their reserved size and the CUDA contexts (also of
+    Dask workers on other GPUs), and it works whatever allocator a pipeline sets up.
     """
 
     def __init__(self):
@@ -254,9 +254,14 @@ class PeakMemory:
         self.thread.start()
 
     def _sample(self) -> None:
+        devices = [self.cupy.cuda.Device(d) for d in range(self.cupy.cuda.runtime.getDeviceCount())]
         while not self.stop.wait(0.02):
-            free, total = self.cupy.cuda.runtime.memGetInfo()
-            self.peak = max(self.peak, total - free)
+            used = 0
+            for device in devices:
+                with device:
+                    free, total = self.cupy.cuda.runtime.memGetInfo()
+                used += total - free
+            self.peak = max(self.peak, used)
 
     def gib(self) -> float:
         self.stop.set()
@@ -274,11 +279,17 @@ def worker(args) -> None:
     import scplaybook  # noqa: F401
 
     imports = time.perf_counter() - t0
+    cluster = _start_cluster(args.dask_workers, args.gpu) if args.dask_workers else None
     clock = Clock(args.gpu, Path(args.json))
     memory = PeakMemory() if args.gpu else None
     t1 = time.perf_counter()
-    adata = (reference if args.worker == "reference" else ours)(args.data, args.gpu, clock)
+    if args.worker == "reference":
+        adata = reference(args.data, args.gpu, clock)
+    else:
+        adata = ours(args.data, args.gpu, clock, chunk_cells=args.chunk_cells)
     total = time.perf_counter() - t1
+    if cluster:
+        cluster.close()
     peak = memory.gib() if memory else None
     labels = adata.obs["leiden_harmony"].astype(str).tolist()
     key = next(k for k in adata.uns if str(k).startswith("rank_genes_groups"))
@@ -287,8 +298,24 @@ def worker(args) -> None:
                                            "markers": _top_markers(adata, key)}))  # fmt: skip
 
 
+def _start_cluster(n_workers: int, gpu: bool):
+    """A Dask cluster with a client (dask-cuda: one worker per GPU; CPU: one process per worker)."""
+    from distributed import Client
+
+    if gpu:
+        from dask_cuda import LocalCUDACluster
+
+        cluster = LocalCUDACluster(n_workers=n_workers)
+    else:
+        from distributed import LocalCluster
+
+        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, dashboard_address=None)
+    Client(cluster)
+    return cluster
+
+
 def run_one(
-    pipeline: str, data: Path, gpu: bool, cache: Path, out: Path, timeout: float
+    pipeline: str, data: Path, gpu: bool, cache: Path, out: Path, timeout: float, extra=()
 ) -> dict | None:
     env = {
         **os.environ,
@@ -296,16 +323,20 @@ def run_one(
         "NUMBA_CACHE_DIR": str(cache / "numba"),
     }
     js = out / f"{pipeline}-{time.time_ns()}.json"
-    cmd = [
-        sys.executable,
-        __file__,
-        "--worker",
-        pipeline,
-        "--data",
-        str(data),
-        "--json",
-        str(js),
-    ] + (["--gpu"] if gpu else [])
+    cmd = (
+        [
+            sys.executable,
+            __file__,
+            "--worker",
+            pipeline,
+            "--data",
+            str(data),
+            "--json",
+            str(js),
+        ]
+        + (["--gpu"] if gpu else [])
+        + list(extra)
+    )
     try:
         subprocess.run(cmd, env=env, check=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -355,6 +386,14 @@ def main() -> None:
         help="keep each pipeline's kernel cache in DIR/cache-PIPELINE; a cache found non-empty "
         "there makes every run warm (no cold run)",
     )
+    p.add_argument(
+        "--dask-workers",
+        type=int,
+        default=0,
+        help="run ours on a Dask cluster of this many workers (dask-cuda: one per GPU), started "
+        "before the clock",
+    )
+    p.add_argument("--chunk-cells", type=int, help="ours reads X in row chunks of this many cells")
     p.add_argument("--smoke", action="store_true", help="small CPU run (CI)")
     p.add_argument("--cpu", action="store_true", help="run on the CPU even where a GPU is")
     (
@@ -371,7 +410,7 @@ def main() -> None:
 
     gpu = scp.gpu_available() and not (args.cpu or args.smoke)
     if args.smoke:
-        args.cells, args.genes, args.repeats = 3000, 8000, 1
+        args.cells, args.genes, args.repeats = 3000, 8000, min(args.repeats, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     data = args.out / f"synthetic_{args.cells}x{args.genes}.h5ad"
     if not data.exists():
@@ -383,6 +422,9 @@ def main() -> None:
             f"generated and written {args.cells} x {args.genes} ({nnz} non-zeros) in {time.perf_counter() - t:.1f} s"
         )
     results: dict[str, dict] = {}
+    extra = (["--dask-workers", str(args.dask_workers)] if args.dask_workers else []) + (
+        ["--chunk-cells", str(args.chunk_cells)] if args.chunk_cells else []
+    )
     for pipe in args.pipelines.split(","):
         if args.cache_root:
             cache = args.cache_root / f"cache-{pipe}"
@@ -390,11 +432,12 @@ def main() -> None:
         else:
             cache = Path(tempfile.mkdtemp(prefix=f"cache-{pipe}-"))
         warm_already = any(cache.rglob("*"))
-        cold = None if warm_already else run_one(pipe, data, gpu, cache, args.out, args.cap)
+        cold = None if warm_already else run_one(pipe, data, gpu, cache, args.out, args.cap, extra)
         warm = [
             r
             for r in (
-                run_one(pipe, data, gpu, cache, args.out, args.cap) for _ in range(args.repeats)
+                run_one(pipe, data, gpu, cache, args.out, args.cap, extra)
+                for _ in range(args.repeats)
             )
             if r
         ]
@@ -473,7 +516,10 @@ def main() -> None:
         )
     device = scp.gpu_name() if gpu else f"CPU ({os.cpu_count()} cores)"
     md = (
-        f"{args.cells} cells x {args.genes} genes on {device}; seconds (warm: median of {args.repeats})\n\n"
+        f"{args.cells} cells x {args.genes} genes on {device}; seconds (warm: median of {args.repeats})"
+        + (f"; ours on a Dask cluster of {args.dask_workers} workers" if args.dask_workers else "")
+        + (f", row chunks of {args.chunk_cells} cells" if args.chunk_cells else "")
+        + "\n\n"
         + "\n".join(rows)
         + "\n\n"
         + notes

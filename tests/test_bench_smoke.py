@@ -23,3 +23,19 @@ def test_benchmark_smoke(tmp_path):
         assert cold["total"] > 0 and {"PCA", "Harmony", "t-SNE", "logreg DE"} <= set(cold["steps"])
     md = (tmp_path / "results.md").read_text()
     assert "| total |" in md and "ARI between reference and ours" in md
+
+
+@pytest.mark.slow
+def test_benchmark_smoke_on_a_dask_cluster(tmp_path):
+    """``--dask-workers``: ours on a LocalCluster (dask-cuda's LocalCUDACluster on GPUs)."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--smoke", "--out", str(tmp_path),
+           "--pipelines", "ours", "--repeats", "0", "--dask-workers", "2", "--chunk-cells", "1000"]  # fmt: skip
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    cold = json.loads((tmp_path / "results.json").read_text())["results"]["ours"]["cold"]
+    assert {"regress out", "scale", "PCA", "Harmony", "logreg DE"} <= set(cold["steps"])
+    assert (
+        "Dask cluster of 2 workers, row chunks of 1000 cells"
+        in (tmp_path / "results.md").read_text()
+    )
+    assert "PCA from the covariance, over 3 row chunks" in p.stderr

@@ -11,7 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._backend import resolve_backend
-from .._chunks import is_dask
+from .._chunks import distributed_client, is_dask
 from .._errors import InputError, ParameterError
 from .._settings import logger
 
@@ -124,8 +124,9 @@ def read(
     chunk_cells
         Read ``X`` of a ``.h5ad`` lazily, as a Dask array of row chunks of this many cells, instead
         of all at once into host memory (the memory-aware path; see :func:`scplaybook.get.to_gpu`).
-        ``None`` does so by itself for matrices of 2^31 non-zeros or more, with chunks of about
-        2^28 non-zeros. On the GPU backend, ``X`` of a CSR ``.h5ad`` is always left on disk until
+        ``None`` does so by itself for matrices of 2^31 non-zeros or more and when a Dask
+        ``distributed`` client is active, with chunks of about 2^28 non-zeros. On the GPU
+        backend, ``X`` of a CSR ``.h5ad`` is always left on disk until
         :func:`scplaybook.get.to_gpu` reads it straight into GPU memory (in one piece when it fits).
 
     Returns
@@ -180,7 +181,9 @@ def read(
         verify_checksum(path)
         h5kind, genomes = _h5_kind(path)
         nnz = _h5ad_nnz(path) if h5kind == "h5ad" and layer is None else -1
-        chunked = bool(chunk_cells) or nnz >= 2**31 - 1
+        # row chunks when asked for, when one matrix cannot hold X, or to spread the work over the
+        # workers of a Dask distributed client
+        chunked = bool(chunk_cells) or nnz >= 2**31 - 1 or distributed_client() is not None
         if nnz >= 0 and (chunked or resolve_backend() == "gpu"):
             adata = _read_h5ad_lazy(path, chunk_cells, chunked=chunked)
         elif h5kind == "h5ad":
