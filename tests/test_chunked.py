@@ -97,19 +97,25 @@ def test_file_extents_read_with_pread_equal_hdf5(tmp_path):
         os.close(fd)
 
 
-def test_lazy_read_checks_every_chunk_as_it_is_read(tmp_path):
-    """A value that is not a count deep in the file is found when its chunk is read."""
+def test_lazy_read_checks_every_chunk_as_it_is_read(tmp_path, monkeypatch):
+    """A value that is not a count past the first cells read() checks is found in its chunk."""
+    from scplaybook.io import _read
+
     X = sp.random(600, 50, density=0.3, format="csr", dtype=np.float32, random_state=1)
     X.data = np.ceil(X.data * 10)
-    X[500, X[500].indices[0]] = 2.5  # far past the first cells read() checks
+    X[500, X[500].indices[0]] = 2.5
     path = tmp_path / "late.h5ad"
     ad.AnnData(X).write_h5ad(path)
     scp.set_backend("cpu")
-    with pytest.raises(scp.InputError, match="non-integer"):  # read() checks the first 2M values
+    with pytest.raises(scp.InputError, match="non-integer"):  # within the first 2M values
         scp.read(path, chunk_cells=100, gene_symbols=None)
-    lazy = scp.read(path, chunk_cells=100, gene_symbols=None, check_counts=False)
+    first_rows = _read._first_rows
+    monkeypatch.setattr(_read, "_first_rows", lambda p, shape: first_rows(p, shape, nnz=100))
+    lazy = scp.read(path, chunk_cells=100, gene_symbols=None)  # its first cells are counts
     with pytest.raises(scp.InputError, match=r"cells 500-599\): the matrix has non-integer"):
         lazy.X.compute()
+    unchecked = scp.read(path, chunk_cells=100, gene_symbols=None, check_counts=False)
+    assert 2.5 in unchecked.X.compute()[500].data  # check_counts=False reads it as it is
 
 
 def test_gpu_session_leaves_x_on_disk_for_to_gpu(tmp_path, monkeypatch):

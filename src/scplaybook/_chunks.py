@@ -69,7 +69,7 @@ def rows_to_dask(X, chunk_nnz: int, *, to_block: Callable | None = None):
     if is_dask(X):
         src = source_of(X)
         if src is not None and to_block is not None:
-            return h5ad_rows(src.path, src.shape, src.bounds, gpu=True)
+            return h5ad_rows(src.path, src.shape, src.bounds, gpu=True, check=src.check)
         return X.map_blocks(to_block, meta=_gpu_meta(X.dtype)) if to_block else X
     bounds = row_bounds(np.asarray(X.indptr), chunk_nnz)
     make = to_block or (lambda b: b)
@@ -85,9 +85,10 @@ def rows_to_dask(X, chunk_nnz: int, *, to_block: Callable | None = None):
 class H5Source:
     """Where a lazily read ``X`` lives: the ``.h5ad`` file, its shape and non-zeros, the chunks.
 
-    ``chunked`` says that the chunks were asked for (``chunk_cells``, or too many non-zeros for
-    one matrix); otherwise ``X`` was only left on disk so that :func:`scplaybook.get.to_gpu` can
-    read it straight into GPU memory, in one piece when it fits.
+    ``chunked`` says that the chunks were asked for (``chunk_cells``, too many non-zeros for
+    one matrix, or a distributed client); otherwise ``X`` was only left on disk so that
+    :func:`scplaybook.get.to_gpu` can read it straight into GPU memory, in one piece when it fits.
+    ``check``: every value is checked for counts as it is read.
     """
 
     path: str
@@ -95,10 +96,12 @@ class H5Source:
     nnz: int
     bounds: tuple[int, ...]
     chunked: bool
+    check: bool = True
 
 
 #: Dask arrays read from a file by :func:`h5ad_rows`, by Dask name (names are content hashes,
-#: so the same file and chunks give the same name; the entries are a few numbers each).
+#: so the same file, chunks and check give the same name, and the latest read's entry; the
+#: entries are a few numbers each).
 _SOURCES: dict[str, H5Source] = {}
 
 
@@ -109,11 +112,12 @@ def source_of(X) -> H5Source | None:
 
 def h5ad_rows(
     path: str, shape: tuple[int, int], bounds, *, gpu: bool = False, nnz: int = -1,
-    chunked: bool = True,
+    chunked: bool = True, check: bool = True,
 ):  # fmt: skip
     """``X`` of a ``.h5ad`` (CSR) as a lazy Dask array of the row chunks ``bounds``.
 
-    On the GPU each chunk is read through pinned buffers straight into GPU memory.
+    On the GPU each chunk is read through pinned buffers straight into GPU memory. With
+    ``check``, each chunk's values are checked for counts as it is read.
     """
     import dask
 
@@ -124,20 +128,23 @@ def h5ad_rows(
 
         meta = sp.csr_matrix((0, 0), dtype=np.float32)
     blocks = [
-        (dask.delayed(read_rows)(path, s, e, shape[1], gpu), e - s)
+        (dask.delayed(read_rows)(path, s, e, shape[1], gpu, check), e - s)
         for s, e in zip(bounds[:-1], bounds[1:], strict=True)
     ]
     X = _blocks_to_dask(blocks, shape[1], np.float32, meta)
     old = _SOURCES.get(X.name)
     _SOURCES[X.name] = H5Source(
-        path, tuple(shape), nnz if nnz >= 0 else getattr(old, "nnz", -1), tuple(bounds),
-        chunked if old is None else old.chunked,
+        path, tuple(shape), nnz if nnz >= 0 else getattr(old, "nnz", -1), tuple(bounds), chunked,
+        check,
     )  # fmt: skip
     return X
 
 
-def read_rows(path: str, s: int, e: int, n_cols: int, gpu: bool):
-    """Rows ``s:e`` of ``X`` of a ``.h5ad`` (CSR) as float32/int32 CSR, on the GPU or the host."""
+def read_rows(path: str, s: int, e: int, n_cols: int, gpu: bool, check: bool = True):
+    """Rows ``s:e`` of ``X`` of a ``.h5ad`` (CSR) as float32/int32 CSR, on the GPU or the host.
+
+    ``check`` refuses values that are not counts (:func:`scplaybook.io._read.not_counts`).
+    """
     import h5py
 
     with h5py.File(path, "r") as f:
@@ -152,7 +159,8 @@ def read_rows(path: str, s: int, e: int, n_cols: int, gpu: bool):
             from ._gpu import h5_to_device
 
             data = h5_to_device(g["data"], a, b).astype(cp.float32, copy=False)
-            _refuse_non_counts(data, cp, path, s, e)
+            if check:
+                _refuse_non_counts(data, cp, path, s, e)
             indices = h5_to_device(g["indices"], a, b).astype(cp.int32, copy=False)
             return csp.csr_matrix(
                 (data, indices, cp.asarray(indptr.astype(np.int32))),
@@ -162,7 +170,8 @@ def read_rows(path: str, s: int, e: int, n_cols: int, gpu: bool):
         import scipy.sparse as sp
 
         data = g["data"][a:b].astype(np.float32, copy=False)
-        _refuse_non_counts(data, np, path, s, e)
+        if check:
+            _refuse_non_counts(data, np, path, s, e)
         return sp.csr_matrix((data, g["indices"][a:b], indptr), shape=(e - s, n_cols), copy=False)
 
 

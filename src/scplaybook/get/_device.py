@@ -117,7 +117,7 @@ def to_gpu(adata: AnnData, *, n_top_genes: int = 2000, chunked: bool | None = No
     else:
         use_memory_pool(need_one)  # reserve what the analysis will use
         if src is not None:  # from the file straight into GPU memory
-            adata.X = read_rows(src.path, 0, src.shape[0], src.shape[1], gpu=True)
+            adata.X = read_rows(src.path, 0, *src.shape, gpu=True, check=src.check)
         elif is_dask(X):
             from .._chunks import gather
 

@@ -120,7 +120,7 @@ def read(
         Take the counts from this layer of a ``.h5ad`` instead of ``X``.
     check_counts
         Refuse matrices that are not raw counts (see :func:`check_raw_counts`). A ``.h5ad`` read
-        lazily (below) has its first cells checked here, and every value again when it is read.
+        lazily (below) has its first cells checked here, and every value when it is read.
     chunk_cells
         Read ``X`` of a ``.h5ad`` lazily, as a Dask array of row chunks of this many cells, instead
         of all at once into host memory (the memory-aware path; see :func:`scplaybook.get.to_gpu`).
@@ -185,7 +185,7 @@ def read(
         # workers of a Dask distributed client
         chunked = bool(chunk_cells) or nnz >= 2**31 - 1 or distributed_client() is not None
         if nnz >= 0 and (chunked or resolve_backend() == "gpu"):
-            adata = _read_h5ad_lazy(path, chunk_cells, chunked=chunked)
+            adata = _read_h5ad_lazy(path, chunk_cells, chunked=chunked, check=check_counts)
         elif h5kind == "h5ad":
             try:
                 adata = ad.read_h5ad(path)
@@ -244,7 +244,7 @@ def _h5ad_nnz(path: Path) -> int:
         return int(x["data"].shape[0]) if isinstance(x, h5py.Group) and "data" in x else 0
 
 
-def _read_h5ad_lazy(path: Path, chunk_cells: int | None, *, chunked: bool) -> AnnData:
+def _read_h5ad_lazy(path: Path, chunk_cells: int | None, *, chunked: bool, check: bool) -> AnnData:
     """Open a ``.h5ad`` with ``X`` left on disk as a lazy Dask array of row chunks.
 
     ``chunked``: the chunks were asked for (``chunk_cells``, or too many non-zeros for one
@@ -280,7 +280,7 @@ def _read_h5ad_lazy(path: Path, chunk_cells: int | None, *, chunked: bool) -> An
         ) from e
     nnz = int(indptr[-1])
     bounds = row_bounds(indptr, 2**28, chunk_cells)
-    X = h5ad_rows(str(path), shape, bounds, nnz=nnz, chunked=chunked)
+    X = h5ad_rows(str(path), shape, bounds, nnz=nnz, chunked=chunked, check=check)
     adata = ad.AnnData(X=X, obs=obs, var=var, uns=uns)
     n_empty = int((np.diff(indptr) == 0).sum())
     if n_empty:
@@ -301,7 +301,7 @@ def _first_rows(path: Path, shape: tuple[int, int], nnz: int = 2_000_000):
     with h5py.File(path, "r") as f:
         indptr = f["X"]["indptr"]
         n = int(np.searchsorted(indptr[: shape[0] + 1], nnz, side="right"))
-    return read_rows(str(path), 0, max(1, min(n, shape[0])), shape[1], gpu=False)
+    return read_rows(str(path), 0, max(1, min(n, shape[0])), shape[1], gpu=False, check=False)
 
 
 def _open(path: Path):
