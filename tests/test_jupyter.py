@@ -159,5 +159,11 @@ def test_notebook_renders_in_chromium(server):
 def test_stop_is_clean_and_keeps_results(server):
     os.killpg(server["proc"].pid, signal.SIGINT)
     os.killpg(server["proc"].pid, signal.SIGINT)
-    server["proc"].wait(timeout=30)
+    try:  # once seen to take longer than 30 s in a full CI run (not reproduced alone, nor under load)
+        server["proc"].wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        server["log"].seek(0)
+        pytest.fail(
+            "the launcher did not stop within 60 s of Ctrl-C:\n" + server["log"].read()[-3000:]
+        )
     assert (server["out"] / "earlier-run.txt").read_text() == "keep me"
