@@ -279,7 +279,12 @@ def worker(args) -> None:
     import scplaybook  # noqa: F401
 
     imports = time.perf_counter() - t0
-    cluster = _start_cluster(args.dask_workers, args.gpu) if args.dask_workers else None
+    client = None
+    if args.dask_workers:  # started before the clock, as a notebook's set-up cell does
+        import scplaybook as scp
+
+        scp.set_backend("gpu" if args.gpu else "cpu")
+        client = scp.start_dask(args.dask_workers)
     clock = Clock(args.gpu, Path(args.json))
     memory = PeakMemory() if args.gpu else None
     t1 = time.perf_counter()
@@ -288,30 +293,15 @@ def worker(args) -> None:
     else:
         adata = ours(args.data, args.gpu, clock, chunk_cells=args.chunk_cells)
     total = time.perf_counter() - t1
-    if cluster:
-        cluster.close()
+    if client is not None:
+        client.close()
+        client.cluster.close()
     peak = memory.gib() if memory else None
     labels = adata.obs["leiden_harmony"].astype(str).tolist()
     key = next(k for k in adata.uns if str(k).startswith("rank_genes_groups"))
     Path(args.json).write_text(json.dumps({"import": imports, "total": total, "steps": clock.steps, "leiden": labels,
                                            "obs_names": adata.obs_names.tolist(), "peak_gpu_gib": peak,
                                            "markers": _top_markers(adata, key)}))  # fmt: skip
-
-
-def _start_cluster(n_workers: int, gpu: bool):
-    """A Dask cluster with a client (dask-cuda: one worker per GPU; CPU: one process per worker)."""
-    from distributed import Client
-
-    if gpu:
-        from dask_cuda import LocalCUDACluster
-
-        cluster = LocalCUDACluster(n_workers=n_workers)
-    else:
-        from distributed import LocalCluster
-
-        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, dashboard_address=None)
-    Client(cluster)
-    return cluster
 
 
 def run_one(

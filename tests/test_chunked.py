@@ -14,16 +14,20 @@ from ._biology import preprocess
 
 
 def test_chunked_path_on_a_local_cluster_matches_in_memory(caplog):
-    from distributed import Client, LocalCluster
-
     path = scp.datasets.demo_path()
     scp.set_backend("cpu")
     mem = preprocess(scp.read(path))
-    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
-        with Client(cluster), caplog.at_level(logging.INFO, logger="scplaybook"):
+    with caplog.at_level(logging.INFO, logger="scplaybook"):
+        client = scp.start_dask(2)  # what the notebook's dask_workers parameter calls
+        try:
+            assert len(client.cluster.workers) == 2
             chunked = scp.read(path, chunk_cells=1000)
             assert is_dask(chunked.X) and chunked.X.numblocks[0] == 6
             preprocess(chunked)
+        finally:
+            client.close()
+            client.cluster.close()
+    assert scp.start_dask(0) is None
     # with a distributed client, regress-out, scaling and PCA ran on the workers' row chunks,
     # and X was gathered into one matrix after PCA
     assert "X stays in row chunks across the Dask workers until PCA" in caplog.text

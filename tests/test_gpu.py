@@ -165,18 +165,20 @@ def test_gpu_free_bytes_counts_the_pool():
 
 def test_gpu_chunks_on_a_local_cuda_cluster_match_in_memory():
     """The multi-GPU layout (dask-cuda, one worker per GPU; here the one GPU) = the in-memory path."""
-    dask_cuda = pytest.importorskip("dask_cuda")
-    from distributed import Client
-
+    pytest.importorskip("dask_cuda")
     path = scp.datasets.demo_path()
     scp.set_backend("gpu")
     mem = scp.read(path)
     scp.get.to_gpu(mem, chunked=False)
     preprocess(mem)
-    with dask_cuda.LocalCUDACluster(n_workers=1) as cluster, Client(cluster):
+    client = scp.start_dask(1)  # a LocalCUDACluster on the GPU backend
+    try:
         a = scp.read(path, chunk_cells=1500)
         scp.get.to_gpu(a)
         preprocess(a)
+    finally:
+        client.close()
+        client.cluster.close()
     assert a.uns["pca"]["params"]["method"] == "covariance (row chunks)"
     assert list(a.obs_names) == list(mem.obs_names) and list(a.var_names) == list(mem.var_names)
     q0, q1 = np.linalg.qr(mem.obsm["X_pca"])[0], np.linalg.qr(a.obsm["X_pca"])[0]

@@ -4,6 +4,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from . import datasets, get, io, pl, pp, runner, tl
 from ._backend import gpu_available, gpu_name, resolve_backend, set_backend
+from ._chunks import start_dask
 from ._errors import (
     BackendError,
     DownloadError,
@@ -39,5 +40,6 @@ __all__ = [
     "runner",
     "set_backend",
     "settings",
+    "start_dask",
     "tl",
 ]

@@ -264,6 +264,48 @@ def distributed_client():
         return None
 
 
+def start_dask(n_workers: int | None = 0):
+    """Start a local Dask cluster and make it the default client; the chunked steps then use it.
+
+    On the GPU backend a dask-cuda ``LocalCUDACluster`` with one worker per GPU (``n_workers``
+    GPUs, ``None`` for all); on the CPU a ``LocalCluster`` of ``n_workers`` single-threaded
+    processes. ``0`` starts nothing. Start it before :func:`scplaybook.read`: a ``.h5ad`` is then
+    read in row chunks, which the workers read, filter, normalise, select genes on, regress out,
+    scale and put through PCA; the later steps run on one GPU. The cluster stops with the process
+    (or with ``client.close(); client.cluster.close()``).
+
+    Returns
+    -------
+    The ``distributed.Client``, or ``None`` for ``n_workers=0``.
+    """
+    if n_workers == 0:
+        return None
+    import atexit
+
+    from distributed import Client
+
+    from ._backend import resolve_backend
+    from ._settings import logger
+
+    if resolve_backend() == "gpu":
+        from dask_cuda import LocalCUDACluster
+
+        cluster = LocalCUDACluster(n_workers=n_workers)
+        what = "dask-cuda, one worker per GPU"
+    else:
+        from distributed import LocalCluster
+
+        cluster = LocalCluster(
+            n_workers=n_workers or 2, threads_per_worker=1, dashboard_address=None
+        )
+        what = "CPU processes"
+    client = Client(cluster)
+    atexit.register(cluster.close)
+    atexit.register(client.close)
+    logger.info(f"Dask cluster: {len(cluster.workers)} workers ({what})")
+    return client
+
+
 # --- regress-out, scaling and PCA over row chunks (with a distributed client: on its workers) ---
 # Each runs one pass that sums small per-chunk results (genes x covariates, per-gene moments, the
 # genes x genes Gram matrix) on the client, then, where X changes, one pass that maps every chunk.
