@@ -28,6 +28,8 @@ def test_chunked_path_on_a_local_cluster_matches_in_memory(caplog):
             client.close()
             client.cluster.close()
     assert scp.start_dask(0) is None
+    with pytest.raises(scp.ParameterError, match="give a number of workers"):
+        scp.start_dask(-2)
     # with a distributed client, regress-out, scaling and PCA ran on the workers' row chunks,
     # and X was gathered into one matrix after PCA
     assert "X stays in row chunks across the Dask workers until PCA" in caplog.text

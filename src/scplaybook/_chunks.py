@@ -280,6 +280,12 @@ def start_dask(n_workers: int | None = 0):
     """
     if n_workers == 0:
         return None
+    if n_workers is not None and (not isinstance(n_workers, int) or n_workers < 0):
+        from ._errors import ParameterError
+
+        raise ParameterError(
+            f"dask_workers={n_workers!r}: give a number of workers (0 for no Dask cluster)."
+        )
     import atexit
 
     from distributed import Client
