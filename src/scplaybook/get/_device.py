@@ -93,11 +93,16 @@ def to_gpu(adata: AnnData, *, n_top_genes: int = 2000, chunked: bool | None = No
             "Use chunked=None or True (row chunks)."
         )
     need = gpu_bytes_needed(adata, n_top_genes=n_top_genes, chunked=chunked)
+    client = distributed_client() if chunked else None
+    where = gpu_name()
+    if client is not None:  # the chunks spread over the workers' GPUs
+        per_worker = client.run(free_gpu_bytes)
+        free, where = sum(per_worker.values()), f"the {len(per_worker)} Dask workers' GPUs"
     if need > free:
         raise GPUMemoryError(
             f"{adata.n_obs} cells x {adata.n_vars} genes need about {need / _GIB:.1f} GiB of GPU memory "
             f"for this analysis{' even in row chunks' if chunked else ''}; {free / _GIB:.1f} GiB are free "
-            f"on {gpu_name()}. Nothing was moved. Analyse fewer cells (subsample, or split by sample), "
+            f"on {where}. Nothing was moved. Analyse fewer cells (subsample, or split by sample), "
             "use a GPU with more memory or several GPUs (Dask, see the README), or run with backend='cpu'."
         )
     note_backend("gpu")
