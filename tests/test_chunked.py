@@ -1,6 +1,7 @@
 """The chunked (Dask) path on the CPU: the same results as the in-memory path, on a LocalCluster."""
 
 import logging
+import os
 
 import anndata as ad
 import numpy as np
@@ -126,6 +127,7 @@ def test_lazy_read_checks_every_chunk_as_it_is_read(tmp_path, monkeypatch):
 
 def test_gpu_session_leaves_x_on_disk_for_to_gpu(tmp_path, monkeypatch):
     """On the GPU backend a CSR .h5ad is read lazily in one piece (to_gpu reads it to the GPU)."""
+    from scplaybook import _chunks
     from scplaybook._chunks import source_of
     from scplaybook.io import _read
 
@@ -140,5 +142,11 @@ def test_gpu_session_leaves_x_on_disk_for_to_gpu(tmp_path, monkeypatch):
     assert (lazy.X.compute() != X).nnz == 0
     forced = _read.read(path, gene_symbols=None, chunk_cells=100)
     assert source_of(forced.X).chunked and forced.X.numblocks[0] == 3
+    n_sources = len(_chunks._SOURCES)  # the registry of lazily read files does not grow per read
+    again = _read.read(path, gene_symbols=None, chunk_cells=100)
+    assert again.X.name == forced.X.name and len(_chunks._SOURCES) == n_sources
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # the file changed on disk
+    assert _read.read(path, gene_symbols=None, chunk_cells=100).X.name != forced.X.name
     monkeypatch.setattr(_read, "resolve_backend", lambda: "cpu")
     assert sp.issparse(_read.read(path, gene_symbols=None).X)  # the CPU reads it at once

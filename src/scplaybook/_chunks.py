@@ -7,6 +7,7 @@ worker per GPU) the chunks are spread over its workers. Dask is imported only he
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -99,9 +100,10 @@ class H5Source:
     check: bool = True
 
 
-#: Dask arrays read from a file by :func:`h5ad_rows`, by Dask name (names are content hashes,
-#: so the same file, chunks and check give the same name, and the latest read's entry; the
-#: entries are a few numbers each).
+#: Dask arrays read from a file by :func:`h5ad_rows`, by Dask name. The read tasks are named by a
+#: hash of (file, its size and modification time, chunks, device, check): reading the same file
+#: again reuses its entry (the latest read's flags win), so the registry holds one small entry
+#: per file read, and a file changed on disk gets new names.
 _SOURCES: dict[str, H5Source] = {}
 
 
@@ -120,6 +122,7 @@ def h5ad_rows(
     ``check``, each chunk's values are checked for counts as it is read.
     """
     import dask
+    from dask.base import tokenize
 
     if gpu:
         meta = _gpu_meta(np.float32)
@@ -127,10 +130,19 @@ def h5ad_rows(
         import scipy.sparse as sp
 
         meta = sp.csr_matrix((0, 0), dtype=np.float32)
+    # deterministic task names (see _SOURCES) that change when the file does
+    stat = os.stat(path)
+    version = (stat.st_size, stat.st_mtime_ns)
     blocks = [
-        (dask.delayed(read_rows)(path, s, e, shape[1], gpu, check), e - s)
+        (
+            dask.delayed(read_rows)(
+                path, s, e, shape[1], gpu, check,
+                dask_key_name=f"read-rows-{tokenize(path, version, s, e, gpu, check)}",
+            ),
+            e - s,
+        )
         for s, e in zip(bounds[:-1], bounds[1:], strict=True)
-    ]
+    ]  # fmt: skip
     X = _blocks_to_dask(blocks, shape[1], np.float32, meta)
     old = _SOURCES.get(X.name)
     _SOURCES[X.name] = H5Source(
