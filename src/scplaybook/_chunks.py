@@ -70,7 +70,9 @@ def rows_to_dask(X, chunk_nnz: int, *, to_block: Callable | None = None):
     if is_dask(X):
         src = source_of(X)
         if src is not None and to_block is not None:
-            return h5ad_rows(src.path, src.shape, src.bounds, gpu=True, check=src.check)
+            return h5ad_rows(
+                src.path, src.shape, src.bounds, gpu=True, nnz=src.nnz, check=src.check
+            )
         return X.map_blocks(to_block, meta=_gpu_meta(X.dtype)) if to_block else X
     bounds = row_bounds(np.asarray(X.indptr), chunk_nnz)
     make = to_block or (lambda b: b)
@@ -144,11 +146,7 @@ def h5ad_rows(
         for s, e in zip(bounds[:-1], bounds[1:], strict=True)
     ]  # fmt: skip
     X = _blocks_to_dask(blocks, shape[1], np.float32, meta)
-    old = _SOURCES.get(X.name)
-    _SOURCES[X.name] = H5Source(
-        path, tuple(shape), nnz if nnz >= 0 else getattr(old, "nnz", -1), tuple(bounds), chunked,
-        check,
-    )  # fmt: skip
+    _SOURCES[X.name] = H5Source(path, tuple(shape), nnz, tuple(bounds), chunked, check)
     return X
 
 
@@ -430,9 +428,9 @@ def scale(X, max_value: float | None):
 
 
 def _gram_chunk(block):
-    xp = _xp(block)
-    x = _dense_copy(block)
-    return _host((x.T @ x).astype(xp.float64)), _host(x.sum(axis=0, dtype=xp.float64))
+    from .pp._pca import gram
+
+    return tuple(_host(a) for a in gram(_dense_copy(block), _xp(block)))
 
 
 def _scores_chunk(block, mean, pcs):

@@ -82,9 +82,13 @@ def pca_from_gram(X, n_comps: int, xp=np):
     loading positive. Returns scores (cells x ``n_comps``, float32), loadings (genes x ``n_comps``),
     variances and variance ratios.
     """
-    xtx, total = (X.T @ X).astype(xp.float64), X.sum(axis=0, dtype=xp.float64)
-    mean, pcs, var, ratio = components(xtx, total, X.shape[0], n_comps, xp)
+    mean, pcs, var, ratio = components(*gram(X, xp), X.shape[0], n_comps, xp)
     return project(X, mean, pcs), pcs, var, ratio
+
+
+def gram(X, xp=np):
+    """``XᵀX`` (one float32 GEMM, returned as float64) and the column sums of ``X`` (float64)."""
+    return (X.T @ X).astype(xp.float64), X.sum(axis=0, dtype=xp.float64)
 
 
 def components(xtx, total, n: int, n_comps: int, xp=np):
