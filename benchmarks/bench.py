@@ -29,8 +29,9 @@ class Clock:
     the time cap still reports the steps it finished.
     """
 
-    def __init__(self, gpu: bool, partial: Path | None = None):
-        self.gpu, self.steps, self.partial = gpu, {}, partial
+    def __init__(self, gpu: bool, partial: Path | None = None, stop_after: str | None = None):
+        self.gpu, self.steps, self.partial, self.stop_after = gpu, {}, partial, stop_after
+        self.adata = None
 
     @contextlib.contextmanager
     def step(self, name: str):
@@ -43,6 +44,12 @@ class Clock:
         self.steps[name] = self.steps.get(name, 0.0) + time.perf_counter() - t0
         if self.partial:
             self.partial.write_text(json.dumps({"steps": self.steps, "stopped": True}))
+        if name == self.stop_after:
+            raise StopPipeline
+
+
+class StopPipeline(Exception):
+    """Raised by :class:`Clock` after the step named by ``--stop-after``."""
 
 
 def _rmm_pool() -> None:
@@ -186,6 +193,7 @@ def ours(path: str, gpu: bool, clock: Clock, chunk_cells: int | None = None) -> 
     scp.set_backend("gpu" if gpu else "cpu")
     with clock.step("load"):
         adata = scp.read(path, check_counts=False, chunk_cells=chunk_cells)
+    clock.adata = adata  # what --stop-after reports on
     if gpu:
         with clock.step("to GPU"):
             scp.get.to_gpu(adata)
@@ -223,6 +231,11 @@ def ours(path: str, gpu: bool, clock: Clock, chunk_cells: int | None = None) -> 
         scp.tl.leiden(adata, resolution=0.6, neighbors_key="harmony", key_added="leiden_harmony")
     with clock.step("t-SNE"):
         scp.tl.tsne(adata, use_rep="X_pca_harmony", n_pcs=40, perplexity=30)
+    if type(adata.X).__module__.startswith("dask"):  # X on Dask workers: DE would gather it
+        from scplaybook.get._device import gather_x
+
+        with clock.step("gather X"):
+            gather_x(adata)
     with clock.step("logreg DE"):
         scp.tl.rank_genes_groups(adata, "cell_type", method="logreg", use_raw=False)
     with clock.step("diffmap"):
@@ -284,24 +297,34 @@ def worker(args) -> None:
         import scplaybook as scp
 
         scp.set_backend("gpu" if args.gpu else "cpu")
-        client = scp.start_dask(args.dask_workers)
-    clock = Clock(args.gpu, Path(args.json))
+        client = scp.start_dask(args.dask_workers, protocol=args.dask_protocol)
+    clock = Clock(args.gpu, Path(args.json), args.stop_after)
     memory = PeakMemory() if args.gpu else None
     t1 = time.perf_counter()
-    if args.worker == "reference":
-        adata = reference(args.data, args.gpu, clock)
-    else:
-        adata = ours(args.data, args.gpu, clock, chunk_cells=args.chunk_cells)
+    try:
+        if args.worker == "reference":
+            adata = reference(args.data, args.gpu, clock)
+        else:
+            adata = ours(args.data, args.gpu, clock, chunk_cells=args.chunk_cells)
+    except StopPipeline:  # ours changes its AnnData in place
+        adata = clock.adata
     total = time.perf_counter() - t1
     if client is not None:
         client.close()
         client.cluster.close()
     peak = memory.gib() if memory else None
-    labels = adata.obs["leiden_harmony"].astype(str).tolist()
-    key = next(k for k in adata.uns if str(k).startswith("rank_genes_groups"))
+    leiden = "leiden_harmony" if "leiden_harmony" in adata.obs else "leiden"
+    labels = adata.obs[leiden].astype(str).tolist() if leiden in adata.obs else []
+    key = next((k for k in adata.uns if str(k).startswith("rank_genes_groups")), None)
+    if "PCs" in adata.varm:  # loadings of the first 40 PCs, for compare_runs.py's subspace check
+        import numpy as np
+
+        np.save(Path(args.json).with_suffix(".pcs.npy"), np.asarray(adata.varm["PCs"][:, :40]))
     Path(args.json).write_text(json.dumps({"import": imports, "total": total, "steps": clock.steps, "leiden": labels,
                                            "obs_names": adata.obs_names.tolist(), "peak_gpu_gib": peak,
-                                           "markers": _top_markers(adata, key)}))  # fmt: skip
+                                           "var_names": adata.var_names.tolist(),
+                                           "markers": _top_markers(adata, key) if key else {},
+                                           "leiden_key": leiden}))  # fmt: skip
 
 
 def run_one(
@@ -383,7 +406,14 @@ def main() -> None:
         help="run ours on a Dask cluster of this many workers (dask-cuda: one per GPU), started "
         "before the clock",
     )
+    p.add_argument(
+        "--dask-protocol", default="tcp", help="the Dask cluster's protocol: tcp, or ucx (GPU)"
+    )
     p.add_argument("--chunk-cells", type=int, help="ours reads X in row chunks of this many cells")
+    p.add_argument(
+        "--stop-after",
+        help="end ours after this step (e.g. Leiden: preprocessing and the first clustering)",
+    )
     p.add_argument("--smoke", action="store_true", help="small CPU run (CI)")
     p.add_argument("--cpu", action="store_true", help="run on the CPU even where a GPU is")
     (
@@ -412,9 +442,17 @@ def main() -> None:
             f"generated and written {args.cells} x {args.genes} ({nnz} non-zeros) in {time.perf_counter() - t:.1f} s"
         )
     results: dict[str, dict] = {}
-    extra = (["--dask-workers", str(args.dask_workers)] if args.dask_workers else []) + (
-        ["--chunk-cells", str(args.chunk_cells)] if args.chunk_cells else []
+    extra = (
+        (
+            ["--dask-workers", str(args.dask_workers), "--dask-protocol", args.dask_protocol]
+            if args.dask_workers
+            else []
+        )
+        + (["--chunk-cells", str(args.chunk_cells)] if args.chunk_cells else [])
+        + (["--stop-after", args.stop_after] if args.stop_after else [])
     )
+    if args.stop_after and "reference" in args.pipelines.split(","):
+        p.error("--stop-after works with --pipelines ours only")
     for pipe in args.pipelines.split(","):
         if args.cache_root:
             cache = args.cache_root / f"cache-{pipe}"
@@ -507,7 +545,11 @@ def main() -> None:
     device = scp.gpu_name() if gpu else f"CPU ({os.cpu_count()} cores)"
     md = (
         f"{args.cells} cells x {args.genes} genes on {device}; seconds (warm: median of {args.repeats})"
-        + (f"; ours on a Dask cluster of {args.dask_workers} workers" if args.dask_workers else "")
+        + (
+            f"; ours on a Dask cluster of {args.dask_workers} workers ({args.dask_protocol})"
+            if args.dask_workers
+            else ""
+        )
         + (f", row chunks of {args.chunk_cells} cells" if args.chunk_cells else "")
         + "\n\n"
         + "\n".join(rows)
@@ -518,7 +560,8 @@ def main() -> None:
         r for pipe in results for r in [results[pipe]["cold"], *results[pipe]["warm"]]
     ]:
         if r:
-            r.pop("leiden", None), r.pop("obs_names", None)
+            for big in ("leiden", "obs_names", "var_names"):
+                r.pop(big, None)
     (args.out / "results.json").write_text(
         json.dumps(
             {

@@ -1,6 +1,7 @@
 """The benchmark script runs end to end at CPU size, so that it does not rot."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,16 @@ def test_benchmark_smoke(tmp_path):
         assert cold["total"] > 0 and {"PCA", "Harmony", "t-SNE", "logreg DE"} <= set(cold["steps"])
     md = (tmp_path / "results.md").read_text()
     assert "| total |" in md and "ARI between reference and ours" in md
+    # compare_runs.py on two of the per-run files: same data, so same clusters and PCA subspace.
+    runs = [sorted(tmp_path.glob(f"{pipe}-*.json"))[0] for pipe in ("reference", "ours")]
+    cmp = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "compare_runs.py"), *map(str, runs)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert cmp.returncode == 0, cmp.stderr[-3000:]
+    ari = float(re.search(r"ARI between \S+ and \S+: ([\d.]+)", cmp.stdout).group(1))
+    cos_min = float(re.search(r"principal angles min ([\d.]+)", cmp.stdout).group(1))
+    assert ari >= 0.9 and cos_min >= 0.99, cmp.stdout
 
 
 @pytest.mark.slow
@@ -33,9 +44,9 @@ def test_benchmark_smoke_on_a_dask_cluster(tmp_path):
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
     cold = json.loads((tmp_path / "results.json").read_text())["results"]["ours"]["cold"]
-    assert {"regress out", "scale", "PCA", "Harmony", "logreg DE"} <= set(cold["steps"])
+    assert {"regress out", "scale", "PCA", "Harmony", "gather X", "logreg DE"} <= set(cold["steps"])
     assert (
-        "Dask cluster of 2 workers, row chunks of 1000 cells"
+        "Dask cluster of 2 workers (tcp), row chunks of 1000 cells"
         in (tmp_path / "results.md").read_text()
     )
     assert "PCA from the covariance, over 3 row chunks" in p.stderr

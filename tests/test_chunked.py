@@ -25,17 +25,24 @@ def test_chunked_path_on_a_local_cluster_matches_in_memory(caplog):
             chunked = scp.read(path, chunk_cells=1000)
             assert is_dask(chunked.X) and chunked.X.numblocks[0] == 6
             preprocess(chunked)
+            assert is_dask(chunked.X)  # X stays on the workers after PCA...
+            scp.tl.rank_genes_groups(chunked, "cell_type", method="wilcoxon", use_raw=False)
+            assert not is_dask(chunked.X)  # ...until differential expression gathers it
         finally:
             client.close()
             client.cluster.close()
     assert scp.start_dask(0) is None
     with pytest.raises(scp.ParameterError, match="give a number of workers"):
         scp.start_dask(-2)
-    # with a distributed client, regress-out, scaling and PCA ran on the workers' row chunks,
-    # and X was gathered into one matrix after PCA
-    assert "X stays in row chunks across the Dask workers until PCA" in caplog.text
+    # with a distributed client, regress-out, scaling and PCA ran on the workers' row chunks
+    assert "X stays in row chunks across the Dask workers through PCA" in caplog.text
+    assert "comes from the Dask workers into this process" in caplog.text
     assert chunked.uns["pca"]["params"]["method"] == "covariance (row chunks)"
-    assert not is_dask(chunked.X)
+    scp.tl.rank_genes_groups(mem, "cell_type", method="wilcoxon", use_raw=False)
+    key = "rank_genes_groups_wilcoxon"
+    for group in mem.obs["cell_type"].cat.categories:
+        top = {str(g) for g in mem.uns[key]["names"][group][:10]}
+        assert top == {str(g) for g in chunked.uns[key]["names"][group][:10]}
     assert "raw (all genes) is not kept" in caplog.text
     np.testing.assert_allclose(chunked.var["std"], mem.var["std"], rtol=1e-4)
     assert list(chunked.obs_names) == list(mem.obs_names)

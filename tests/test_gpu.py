@@ -163,19 +163,25 @@ def test_gpu_free_bytes_counts_the_pool():
     assert abs(free_bytes() - before) < 2**26
 
 
-def test_gpu_chunks_on_a_local_cuda_cluster_match_in_memory():
+@pytest.mark.parametrize("protocol", ["tcp", "ucx"])
+def test_gpu_chunks_on_a_local_cuda_cluster_match_in_memory(protocol):
     """The multi-GPU layout (dask-cuda, one worker per GPU; here the one GPU) = the in-memory path."""
     pytest.importorskip("dask_cuda")
+    import cupy as cp
+
+    if protocol == "ucx":
+        pytest.importorskip("distributed_ucxx")
     path = scp.datasets.demo_path()
     scp.set_backend("gpu")
     mem = scp.read(path)
     scp.get.to_gpu(mem, chunked=False)
     preprocess(mem)
-    client = scp.start_dask(1)  # a LocalCUDACluster on the GPU backend
+    client = scp.start_dask(1, protocol=protocol)  # a LocalCUDACluster on the GPU backend
     try:
         a = scp.read(path, chunk_cells=1500)
         scp.get.to_gpu(a)
         preprocess(a)
+        scp.get._device.gather_x(a)  # what differential expression does first
     finally:
         client.close()
         client.cluster.close()
@@ -183,3 +189,5 @@ def test_gpu_chunks_on_a_local_cuda_cluster_match_in_memory():
     assert list(a.obs_names) == list(mem.obs_names) and list(a.var_names) == list(mem.var_names)
     q0, q1 = np.linalg.qr(mem.obsm["X_pca"])[0], np.linalg.qr(a.obsm["X_pca"])[0]
     assert np.linalg.svd(q0.T @ q1, compute_uv=False).min() > 0.999
+    assert isinstance(a.X, cp.ndarray)
+    np.testing.assert_allclose(a.X.get(), cp.asnumpy(mem.X), atol=1e-3)

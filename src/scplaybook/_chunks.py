@@ -274,7 +274,7 @@ def distributed_client():
         return None
 
 
-def start_dask(n_workers: int | None = 0):
+def start_dask(n_workers: int | None = 0, *, protocol: str = "tcp"):
     """Start a local Dask cluster and make it the default client; the chunked steps then use it.
 
     On the GPU backend a dask-cuda ``LocalCUDACluster`` with one worker per GPU (``n_workers``
@@ -283,6 +283,9 @@ def start_dask(n_workers: int | None = 0):
     read in row chunks, which the workers read, filter, normalise, select genes on, regress out,
     scale and put through PCA; the later steps run on one GPU. The cluster stops with the process
     (or with ``client.close(); client.cluster.close()``).
+
+    ``protocol="ucx"`` (dask-cuda with UCXX) moves GPU data between the processes over NVLink
+    and CUDA IPC instead of through host memory and TCP.
 
     Returns
     -------
@@ -306,8 +309,8 @@ def start_dask(n_workers: int | None = 0):
     if resolve_backend() == "gpu":
         from dask_cuda import LocalCUDACluster
 
-        cluster = LocalCUDACluster(n_workers=n_workers)
-        what = "dask-cuda, one worker per GPU"
+        cluster = LocalCUDACluster(n_workers=n_workers, protocol=protocol)
+        what = f"dask-cuda, one worker per GPU, {protocol}"
     else:
         from distributed import LocalCluster
 
@@ -324,7 +327,11 @@ def start_dask(n_workers: int | None = 0):
 
 # --- regress-out, scaling and PCA over row chunks (with a distributed client: on its workers) ---
 # Each runs one pass that sums small per-chunk results (genes x covariates, per-gene moments, the
-# genes x genes Gram matrix) on the client, then, where X changes, one pass that maps every chunk.
+# genes x genes Gram matrix) where the chunks are, in a tree, so that only the total reaches this
+# process; then, where X changes, one pass that maps every chunk.
+
+#: How many partial sums one task of the tree adds up.
+SUM_FAN_IN = 8
 
 
 def _xp(block):
@@ -352,32 +359,55 @@ def _rows(X):
     return list(zip(X.to_delayed().ravel(), offsets[:-1], offsets[1:], strict=True))
 
 
+def _add(*parts: tuple) -> tuple:
+    return tuple(sum(p[i] for p in parts) for i in range(len(parts[0])))
+
+
+def _to_host(arrays: tuple) -> tuple:
+    return tuple(_host(a) for a in arrays)
+
+
 def _sum_over_chunks(X, part, *row_arrays) -> list[np.ndarray]:
-    """Sum ``part(chunk, *rows of row_arrays)`` (a tuple of host arrays) over the chunks."""
+    """Sum ``part(chunk, *rows of row_arrays)`` (a tuple of arrays) over the chunks.
+
+    The partial sums stay where they are computed (on the workers' GPUs) and are added up in a
+    tree of :data:`SUM_FAN_IN`; only the total comes to this process, as host arrays.
+    """
     import dask
 
-    parts = dask.compute(
-        *[dask.delayed(part)(b, *[a[s:e] for a in row_arrays]) for b, s, e in _rows(X)]
-    )
-    return [sum(p[i] for p in parts) for i in range(len(parts[0]))]
+    level = [dask.delayed(part)(b, *[a[s:e] for a in row_arrays]) for b, s, e in _rows(X)]
+    while len(level) > 1:
+        level = [
+            dask.delayed(_add)(*level[i : i + SUM_FAN_IN]) for i in range(0, len(level), SUM_FAN_IN)
+        ]
+    (total,) = dask.compute(dask.delayed(_to_host)(level[0]))
+    return list(total)
 
 
 def _map_chunks(X, fn, *args, row_arrays=()):
-    """``fn(chunk, *rows of row_arrays, *args)`` for every chunk, as a new (dense) chunked array."""
+    """``fn(chunk, *rows of row_arrays, *args)`` for every chunk, as a new (dense) chunked array.
+
+    With a distributed client the new chunks are computed before this returns, so that the step
+    that asked for them is the one timed for them.
+    """
     import dask
 
     blocks = [
         (dask.delayed(fn)(b, *[a[s:e] for a in row_arrays], *args), e - s) for b, s, e in _rows(X)
     ]
     meta = _xp(X._meta).empty((0, 0), dtype=np.float32)
-    out = _blocks_to_dask(blocks, X.shape[1], np.float32, meta)
-    return out.persist()
+    out = _blocks_to_dask(blocks, X.shape[1], np.float32, meta).persist()
+    if distributed_client() is not None:
+        from distributed import wait
+
+        wait(out)
+    return out
 
 
 def _dtx_chunk(block, design):
     xp = _xp(block)
     d = xp.asarray(design.astype(np.float32))
-    return (_host(d.T @ _dense_copy(block)).astype(np.float64),)
+    return ((d.T @ _dense_copy(block)).astype(xp.float64),)
 
 
 def _residual_chunk(block, design, beta):
@@ -400,7 +430,7 @@ def regress_out(X, design: np.ndarray):
 def _moments_chunk(block):
     xp = _xp(block)
     x = _dense_copy(block)
-    return _host(x.sum(axis=0, dtype=xp.float64)), _host((x * x).sum(axis=0, dtype=xp.float64))
+    return x.sum(axis=0, dtype=xp.float64), (x * x).sum(axis=0, dtype=xp.float64)
 
 
 def _scale_chunk(block, mean, std, max_value):
@@ -430,7 +460,7 @@ def scale(X, max_value: float | None):
 def _gram_chunk(block):
     from .pp._pca import gram
 
-    return tuple(_host(a) for a in gram(_dense_copy(block), _xp(block)))
+    return gram(_dense_copy(block), _xp(block))
 
 
 def _scores_chunk(block, mean, pcs):

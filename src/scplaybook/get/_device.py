@@ -135,15 +135,31 @@ def to_gpu(adata: AnnData, *, n_top_genes: int = 2000, chunked: bool | None = No
     return adata
 
 
+@timed("gather X")
+def gather_x(adata: AnnData) -> AnnData:
+    """Bring ``X`` held in row chunks on Dask workers into this process as one matrix, in place.
+
+    Nothing to do when ``X`` is one matrix already. The steps that need all of ``X`` at once
+    (differential expression, marker plots, writing) call it; on one GPU it stays on the GPU.
+    """
+    if not is_dask(adata.X):
+        return adata
+    from .._chunks import gather
+
+    logger.info(
+        f"    X ({adata.n_obs} x {adata.n_vars}, {adata.X.numblocks[0]} row chunks) comes from "
+        "the Dask workers into this process"
+    )
+    adata.X = gather(adata.X)
+    return adata
+
+
 @timed("to CPU")
 def to_cpu(adata: AnnData, *, copy: bool = False) -> AnnData:
     """Move ``X``, ``raw``, layers and embeddings back to host memory; a copy when ``copy``."""
     if copy:
         adata = adata.copy()
-    from .._chunks import gather
-
-    if is_dask(adata.X):
-        adata.X = gather(adata.X)
+    gather_x(adata)
     stores = (adata.layers, adata.obsm, adata.varm, adata.obsp)
     on_gpu = [(s, k) for s in stores for k in list(s.keys()) if is_gpu_array(s[k])]
     x_gpu, raw_gpu = is_gpu_array(adata.X), adata.raw is not None and is_gpu_array(adata.raw.X)

@@ -96,7 +96,8 @@ def highly_variable_genes(
         subset_var(adata, adata.var["highly_variable"].to_numpy())
         if chunked and distributed_client() is not None:
             logger.info(
-                "    X stays in row chunks across the Dask workers until PCA, then is gathered"
+                "    X stays in row chunks across the Dask workers through PCA; it comes into this "
+                "process when differential expression needs it"
             )
         elif chunked:  # reduced to the highly variable genes: one matrix from here on
             adata.X = gather(adata.X)

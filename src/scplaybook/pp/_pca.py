@@ -35,7 +35,8 @@ def pca(adata: AnnData, *, n_comps: int = 50, random_state: int = 0) -> AnnData:
 
         logger.info(f"    PCA from the covariance, over {adata.X.numblocks[0]} row chunks")
         _store(adata, *_chunks.pca(adata.X, n_comps), method="covariance (row chunks)")
-        adata.X = _chunks.gather(adata.X)  # the later steps (DE) work on one matrix
+        # X stays on the workers: the steps up to differential expression need only X_pca, and
+        # moving X into this process (tens of GB at a million cells) is its own step there
     elif gpu and not hasattr(adata.X, "indptr") and _copy_would_not_fit(adata.X):
         import cupy as cp
 

@@ -8,6 +8,7 @@ from .._backend import backend_for_graph, rsc
 from .._errors import ParameterError
 from .._settings import logger
 from .._timing import note_backend, timed
+from ..get._device import gather_x
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -78,6 +79,7 @@ def rank_genes_groups(
         adata.raw.n_vars if (use_raw is not False and adata.raw is not None) else adata.n_vars,
     )
     kw = {"groups": sel, "use_raw": use_raw, "key_added": key_added, "n_genes": n_genes}
+    gather_x(adata)  # X still in row chunks on Dask workers: one matrix here from now on
     if note_backend(backend_for_graph(adata, "rank_genes_groups")) == "gpu":
         if method == "logreg":
             fit = _fits_gpu_memory(adata, use_raw)
