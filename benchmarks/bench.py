@@ -362,17 +362,24 @@ def run_one(
 
 
 def _agreement(a: dict, b: dict, names: tuple[str, str]) -> str:
-    """Leiden ARI and top-10 logreg marker overlap between two complete runs."""
+    """Leiden ARI and top-10 logreg marker overlap between two runs (markers where both ran DE)."""
     from sklearn.metrics import adjusted_rand_score
 
     common = sorted(set(a["obs_names"]) & set(b["obs_names"]))
     la = dict(zip(a["obs_names"], a["leiden"], strict=True))
     lb = dict(zip(b["obs_names"], b["leiden"], strict=True))
     ari = adjusted_rand_score([la[c] for c in common], [lb[c] for c in common])
+    which = (
+        "Leiden (Harmony)"
+        if a.get("leiden_key", "leiden_harmony") == "leiden_harmony"
+        else "Leiden"
+    )
+    text = f"{which} ARI between {names[0]} and {names[1]}: {ari:.3f} on {len(common)} common cells"
     overlap = {g: len(set(a["markers"][g]) & set(b["markers"].get(g, []))) for g in a["markers"]}
+    if not overlap:
+        return text + " (no differential expression in these runs)\n"
     return (
-        f"Leiden (Harmony) ARI between {names[0]} and {names[1]}: {ari:.3f} on {len(common)} common "
-        f"cells; top-10 logreg markers shared per group: {min(overlap.values())}-"
+        f"{text}; top-10 logreg markers shared per group: {min(overlap.values())}-"
         f"{max(overlap.values())} of 10 (mean {statistics.mean(overlap.values()):.1f})\n"
     )
 

@@ -1,7 +1,8 @@
 """Compare two runs that ``bench.py`` wrote: Leiden ARI, shared markers, and the PCA subspace.
 
 Usage: ``python benchmarks/compare_runs.py RUN_A.json RUN_B.json`` (the per-run JSON files in a
-bench output folder, ``ours-<time>.json``; gzipped ones work too). The PCA check reads the
+bench output folder, ``ours-<time>.json``; gzipped ones work too). It also prints both runs'
+preprocessing time (load through PCA) and their ratio, e.g. one GPU against two. The PCA check reads the
 ``.pcs.npy`` loadings saved beside each run and prints the cosines of the principal angles between
 the two 40-dimensional subspaces, over the genes both runs kept (1 = the same subspace).
 """
@@ -39,10 +40,21 @@ def subspace_cosines(a: np.ndarray, genes_a: list, b: np.ndarray, genes_b: list)
     return np.linalg.svd(qa.T @ qb, compute_uv=False)
 
 
+def preprocessing_seconds(run: dict) -> float:
+    """Seconds of the steps from loading the file through PCA (the steps Dask spreads over GPUs)."""
+    steps = list(run["steps"].items())
+    names = [k for k, _ in steps]
+    return sum(v for _, v in steps[: names.index("PCA") + 1])
+
+
 def main() -> None:
     pa, pb = (Path(p) for p in sys.argv[1:3])
     a, b = _load(pa), _load(pb)
     print(_agreement(a, b, (pa.name, pb.name)), end="")
+    ta, tb = preprocessing_seconds(a), preprocessing_seconds(b)
+    print(
+        f"Preprocessing (load through PCA): {ta:.2f} s and {tb:.2f} s; first/second {ta / tb:.2f}x"
+    )
     la, lb = _loadings(pa), _loadings(pb)
     if la.exists() and lb.exists():
         cos = subspace_cosines(np.load(la), a["var_names"], np.load(lb), b["var_names"])

@@ -34,6 +34,7 @@ def test_benchmark_smoke(tmp_path):
     ari = float(re.search(r"ARI between \S+ and \S+: ([\d.]+)", cmp.stdout).group(1))
     cos_min = float(re.search(r"principal angles min ([\d.]+)", cmp.stdout).group(1))
     assert ari >= 0.9 and cos_min >= 0.99, cmp.stdout
+    assert re.search(r"Preprocessing \(load through PCA\): [\d.]+ s and [\d.]+ s", cmp.stdout)
 
 
 @pytest.mark.slow
