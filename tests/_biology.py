@@ -13,6 +13,8 @@ def check_biology(result: ad.AnnData) -> None:
     """Assert clusters, batch mixing, markers, pseudotime and QC against the ground truth."""
     ari = adjusted_rand_score(result.obs["cell_type"], result.obs["leiden_harmony"])
     assert ari >= 0.8, f"Leiden (Harmony) vs cell_type ARI {ari:.3f}"
+    sep = neighbour_label_agreement(result.obsm["X_tsne"], result.obs["cell_type"])
+    assert sep >= 0.9, f"t-SNE: {sep:.3f} of 15 nearest neighbours share the cell type"
     mix = result.uns["batch_mixing"]
     assert mix["harmony"] > mix["neighbors"] + 0.15, mix
     assert mix["neighbors"] < 0.45, mix  # uncorrected neighbourhoods are dominated by one assay
@@ -30,6 +32,16 @@ def check_biology(result: ad.AnnData) -> None:
     kept = raw.index.isin(result.obs_names)
     lq = raw["is_low_quality"].to_numpy()
     assert (~kept[lq]).mean() >= 0.9 and kept[~lq].mean() >= 0.95
+
+
+def neighbour_label_agreement(emb, labels, k: int = 15) -> float:
+    """Mean share of each cell's ``k`` nearest neighbours in ``emb`` that carry its label."""
+    import numpy as np
+    from sklearn.neighbors import NearestNeighbors
+
+    idx = NearestNeighbors(n_neighbors=k + 1).fit(emb).kneighbors(emb, return_distance=False)
+    lab = np.asarray(labels)
+    return float((lab[idx[:, 1:]] == lab[:, None]).mean())
 
 
 def preprocess(adata: ad.AnnData, *, n_top_genes: int = 2000, n_comps: int | None = 20):

@@ -10,7 +10,7 @@ from sklearn.metrics import adjusted_rand_score
 
 import scplaybook as scp
 
-from ._biology import check_biology, preprocess
+from ._biology import check_biology, neighbour_label_agreement, preprocess
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 
@@ -36,6 +36,18 @@ def test_gpu_run_used_the_gpu(runs):
 
 def test_gpu_biology(runs):
     check_biology(runs[0])
+
+
+def test_gpu_tsne_fft_separates_cell_types_as_barnes_hut(runs):
+    """ "auto" takes FFT from 10,000 cells on: it must show the cell types as Barnes-Hut does."""
+    a = runs[0].copy()
+    scp.set_backend("gpu")
+    seps = {}
+    for method in ("barnes_hut", "fft"):
+        scp.tl.tsne(a, method=method, key_added=f"X_tsne_{method}")
+        assert a.uns["tsne"]["params"]["method"] == method
+        seps[method] = neighbour_label_agreement(a.obsm[f"X_tsne_{method}"], a.obs["cell_type"])
+    assert min(seps.values()) >= 0.9 and seps["fft"] >= seps["barnes_hut"] - 0.03, seps
 
 
 def test_gpu_cpu_concordance(runs):

@@ -93,6 +93,16 @@ def test_gpu_data_with_cpu_backend_is_refused(adata, monkeypatch):
         scp.pp.neighbors(adata)
 
 
+def test_tsne_method_is_checked_and_fft_needs_the_gpu(adata):
+    adata.obsm["X_pca_harmony"] = np.random.default_rng(0).normal(size=(adata.n_obs, 10))
+    with pytest.raises(ParameterError, match="'auto', 'barnes_hut' or 'fft'"):
+        scp.tl.tsne(adata, method="exact")
+    scp.settings.backend = "cpu"
+    with pytest.raises(ParameterError, match="method='fft' needs the GPU"):
+        scp.tl.tsne(adata, method="fft")
+    assert "X_tsne" not in adata.obsm
+
+
 def test_gpu_backend_without_gpu_is_explained():
     if scp.gpu_available():
         pytest.skip("a GPU is here")

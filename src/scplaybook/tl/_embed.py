@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -13,6 +12,8 @@ from .._timing import note_backend, timed
 
 if TYPE_CHECKING:
     from anndata import AnnData
+
+FFT_FROM_CELLS = 10_000  # "auto" t-SNE on the GPU: FFT interpolation from this many cells on
 
 
 @timed("umap")
@@ -56,23 +57,32 @@ def tsne(
     perplexity: float = 30,
     early_exaggeration: float = 12,
     learning_rate: float = 200,
+    method: Literal["auto", "barnes_hut", "fft"] = "auto",
     key_added: str = "X_tsne",
     random_state: int = 0,
 ) -> AnnData:
     """Embed ``obsm[use_rep]`` with t-SNE into ``obsm[key_added]``.
 
-    The neighbour graph behind it has ``ceil(3 * perplexity)`` neighbours on both backends
-    (cuML's TSNE is given that many; scikit-learn's uses ``3 * perplexity + 1``); the number used is
-    in ``uns['tsne']['params']['n_neighbors']``.
+    The neighbour graph behind it has ``int(3 * perplexity + 1)`` neighbours on both backends
+    (scikit-learn's rule; cuML's TSNE is given the same number, which also keeps cuML from warning
+    that it has fewer than ``3 * perplexity``); the number used is in
+    ``uns['tsne']['params']['n_neighbors']``.
+
+    ``method`` is how the repulsive forces are approximated. ``"auto"`` takes the FFT-accelerated
+    interpolation (FIt-SNE, cuML's default) on the GPU from 10,000 cells on, and Barnes-Hut below
+    that and on the CPU (scikit-learn has no FFT method); the choice is in
+    ``uns['tsne']['params']['method']``.
     """
+    if method not in ("auto", "barnes_hut", "fft"):
+        raise ParameterError(f"method={method!r}: use 'auto', 'barnes_hut' or 'fft'.")
     if use_rep not in adata.obsm:
         raise ParameterError(
             f"use_rep={use_rep!r} is not in obsm; it has: {', '.join(adata.obsm)}."
         )
-    n_neighbors = math.ceil(3 * perplexity)
+    n_neighbors = int(3 * perplexity + 1)
     if n_neighbors >= adata.n_obs:
         raise ParameterError(
-            f"perplexity={perplexity} needs more than {n_neighbors} cells (3 x perplexity); "
+            f"perplexity={perplexity} needs more than {n_neighbors} cells (3 x perplexity + 1); "
             f"there are {adata.n_obs}. Lower the perplexity."
         )
     X = np.asarray(adata.obsm[use_rep])[:, :n_pcs] if n_pcs else np.asarray(adata.obsm[use_rep])
@@ -80,15 +90,22 @@ def tsne(
         rsc()  # loads the RAPIDS stack
         from cuml.manifold import TSNE
 
+        if method == "auto":
+            method = "fft" if adata.n_obs >= FFT_FROM_CELLS else "barnes_hut"
         emb = TSNE(
             n_neighbors=n_neighbors, perplexity=perplexity, early_exaggeration=early_exaggeration,
-            learning_rate=learning_rate, random_state=random_state, method="barnes_hut",
+            learning_rate=learning_rate, random_state=random_state, method=method,
         ).fit_transform(X.astype(np.float32))  # fmt: skip
         emb = emb.get() if hasattr(emb, "get") else np.asarray(emb)
     else:
         from sklearn.manifold import TSNE
 
-        n_neighbors = min(adata.n_obs - 1, int(3.0 * perplexity + 1))
+        if method == "fft":
+            raise ParameterError(
+                "method='fft' needs the GPU (cuML); scikit-learn on the CPU has Barnes-Hut only: "
+                "use method='auto' or 'barnes_hut'."
+            )
+        method = "barnes_hut"
         emb = TSNE(
             perplexity=perplexity, early_exaggeration=early_exaggeration, learning_rate=learning_rate,
             random_state=random_state, n_jobs=-1, init="random",
@@ -98,6 +115,7 @@ def tsne(
         "params": {
             "perplexity": perplexity, "early_exaggeration": early_exaggeration,
             "learning_rate": learning_rate, "use_rep": use_rep, "n_pcs": n_pcs, "n_neighbors": n_neighbors,
+            "method": method,
         }
     }  # fmt: skip
     return adata
