@@ -498,27 +498,26 @@ def main() -> None:
         return statistics.median(vals) if vals else float("nan")
 
     pipes = list(results)
-    cols = [f"{p} {s}" for s in ("cold", "warm") for p in pipes] + (
-        ["scanpy CPU"] if cpu_run else []
-    )
+    states = [s for s in ("cold", "warm") if any(results[p][s] for p in pipes)]  # runs that ran
+    cols = [f"{p} {s}" for s in states for p in pipes] + (["scanpy CPU"] if cpu_run else [])
+    ratios = len(pipes) == 2
     head = (
-        "| step | "
-        + " | ".join(cols)
-        + (" | ratio cold | ratio warm |" if len(pipes) == 2 else " |")
+        "| step | " + " | ".join(cols + ([f"ratio {s}" for s in states] if ratios else [])) + " |"
     )
     rows = [head, "|" + " --- |" * (head.count("|") - 1)]
     for key in [*steps, "total", "import"]:
-        vals = [med(p, s, key) for s in ("cold", "warm") for p in pipes]
+        vals = [med(p, s, key) for s in states for p in pipes]
         if cpu_run:
             vals.append(cpu_run["steps"].get(key, cpu_run.get(key, float("nan"))))
-        row = f"| {key} | " + " | ".join(f"{v:.2f}" for v in vals)
-        if len(pipes) == 2:
-            row += (
-                f" | {vals[0] / vals[1]:.2f} | {vals[2] / vals[3]:.2f}"
-                if vals[1] and vals[3]
-                else " | | "
-            )
-        rows.append(row + " |")
+        cells = ["–" if v != v else f"{v:.2f}" for v in vals]  # nan: a step this run has not
+        if ratios:
+            cells += [
+                f"{vals[2 * i] / vals[2 * i + 1]:.2f}"
+                if vals[2 * i + 1] and vals[2 * i + 1] == vals[2 * i + 1]
+                else ""
+                for i in range(len(states))
+            ]
+        rows.append(f"| {key} | " + " | ".join(cells) + " |")
     notes = ""
     if len(pipes) == 2 and all(
         results[p]["cold"] and "leiden" in results[p]["cold"] for p in pipes
