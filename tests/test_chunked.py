@@ -14,10 +14,21 @@ from scplaybook._chunks import is_dask, row_bounds
 from ._biology import preprocess
 
 
+class _Collect(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
 def test_chunked_path_on_a_local_cluster_matches_in_memory(caplog):
     path = scp.datasets.demo_path()
     scp.set_backend("cpu")
     mem = preprocess(scp.read(path))
+    scheduler_log = _Collect()  # distributed's loggers do not propagate to caplog's handler
+    logging.getLogger("distributed.scheduler").addHandler(scheduler_log)
     with caplog.at_level(logging.INFO, logger="scplaybook"):
         client = scp.start_dask(2)  # what the notebook's dask_workers parameter calls
         try:
@@ -31,12 +42,16 @@ def test_chunked_path_on_a_local_cluster_matches_in_memory(caplog):
         finally:
             client.close()
             client.cluster.close()
+            logging.getLogger("distributed.scheduler").removeHandler(scheduler_log)
     assert scp.start_dask(0) is None
     with pytest.raises(scp.ParameterError, match="give a number of workers"):
         scp.start_dask(-2)
     # with a distributed client, regress-out, scaling and PCA ran on the workers' row chunks
     assert "X stays in row chunks across the Dask workers through PCA" in caplog.text
     assert "comes from the Dask workers into this process" in caplog.text
+    # X is read once onto the workers; no chunk key is submitted twice with different tasks (the
+    # scheduler warns of deadlocks then; before the fix, filter_genes lost its chunks here)
+    assert not [m for m in scheduler_log.messages if "Detected different `run_spec`" in m]
     assert chunked.uns["pca"]["params"]["method"] == "covariance (row chunks)"
     scp.tl.rank_genes_groups(mem, "cell_type", method="wilcoxon", use_raw=False)
     key = "rank_genes_groups_wilcoxon"

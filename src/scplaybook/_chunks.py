@@ -214,7 +214,7 @@ def take_rows(X, keep: np.ndarray):
 
     offsets = np.cumsum([0, *X.chunks[0]])
     blocks = []
-    for b, s, e in zip(X.to_delayed().ravel(), offsets[:-1], offsets[1:], strict=True):
+    for b, s, e in zip(X.to_delayed(optimize_graph=False).ravel(), offsets[:-1], offsets[1:], strict=True):
         rows = np.flatnonzero(keep[s:e])
         blocks.append((dask.delayed(_take_block)(b, rows, 0), rows.size))
     return _blocks_to_dask(blocks, X.shape[1], X.dtype, X._meta)
@@ -244,7 +244,7 @@ def cells_per_gene(X) -> np.ndarray:
         return _detected_block(X)
     import dask
 
-    parts = dask.compute(*[dask.delayed(_detected_block)(b) for b in X.to_delayed().ravel()])
+    parts = dask.compute(*[dask.delayed(_detected_block)(b) for b in X.to_delayed(optimize_graph=False).ravel()])
     return np.sum(parts, axis=0)
 
 
@@ -252,7 +252,7 @@ def gather(X):
     """One in-memory matrix from a chunked ``X``: CuPy or SciPy CSR, or dense CuPy/NumPy."""
     import dask
 
-    blocks = dask.compute(*X.to_delayed().ravel())
+    blocks = dask.compute(*X.to_delayed(optimize_graph=False).ravel())
     if hasattr(blocks[0], "indptr"):
         if is_gpu_array(blocks[0]):
             import cupyx.scipy.sparse as csp
@@ -356,7 +356,7 @@ def _dense_copy(block):
 
 def _rows(X):
     offsets = np.cumsum([0, *X.chunks[0]])
-    return list(zip(X.to_delayed().ravel(), offsets[:-1], offsets[1:], strict=True))
+    return list(zip(X.to_delayed(optimize_graph=False).ravel(), offsets[:-1], offsets[1:], strict=True))
 
 
 def _add(*parts: tuple) -> tuple:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from .._backend import backend_for_X, rsc
-from .._chunks import cells_per_gene, is_dask
+from .._chunks import cells_per_gene, distributed_client, is_dask
 from .._errors import ParameterError
 from .._settings import logger
 from .._subset import subset_obs, subset_var
@@ -60,6 +60,10 @@ def calculate_qc_metrics(
             "no mitochondrial genes found (no MT- or mt- prefix): pct_counts_mt will be 0."
         )
     adata.uns["qc"] = {"mito_prefix": prefix, "n_mt_genes": int(adata.var["mt"].sum())}
+    if is_dask(adata.X) and distributed_client() is not None:
+        # the workers read their chunks once and keep them (to_gpu does the same on GPUs); the
+        # metrics' several passes then share them instead of each re-reading the file
+        adata.X = adata.X.persist()
     if note_backend(backend_for_X(adata, "calculate_qc_metrics")) == "gpu":
         rsc().pp.calculate_qc_metrics(adata, qc_vars=["mt", "ribo"], log1p=False)
     else:
