@@ -64,9 +64,9 @@ def tsne(
     """Embed ``obsm[use_rep]`` with t-SNE into ``obsm[key_added]``.
 
     The neighbour graph behind it has ``int(3 * perplexity + 1)`` neighbours on both backends
-    (scikit-learn's rule; cuML's TSNE is given the same number, which also keeps cuML from warning
-    that it has fewer than ``3 * perplexity``); the number used is in
-    ``uns['tsne']['params']['n_neighbors']``.
+    (scikit-learn's rule; cuML's TSNE is given the same number); the number used is in
+    ``uns['tsne']['params']['n_neighbors']``. cuML 26.10 may still log "# of Nearest Neighbors
+    should be at least 3 * perplexity" (seen with 91 neighbours at perplexity 30).
 
     ``method`` is how the repulsive forces are approximated. ``"auto"`` takes the FFT-accelerated
     interpolation (FIt-SNE, cuML's default) on the GPU from 10,000 cells on, and Barnes-Hut below
