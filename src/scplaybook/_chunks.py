@@ -24,6 +24,15 @@ def is_dask(x: object) -> bool:
     return type(x).__module__.startswith("dask")
 
 
+def _blocks(X) -> list:
+    """Return the chunks of ``X`` as Delayed objects, taken as they are.
+
+    Without graph optimisation: optimised aliases of persisted chunks made the scheduler see one
+    key with two different tasks ("Detected different run_spec") and lose chunks between steps.
+    """
+    return list(X.to_delayed(optimize_graph=False).ravel())
+
+
 def _blocks_to_dask(blocks: list, n_cols: int, dtype, meta):
     import dask.array as da
 
@@ -214,7 +223,7 @@ def take_rows(X, keep: np.ndarray):
 
     offsets = np.cumsum([0, *X.chunks[0]])
     blocks = []
-    for b, s, e in zip(X.to_delayed(optimize_graph=False).ravel(), offsets[:-1], offsets[1:], strict=True):
+    for b, s, e in zip(_blocks(X), offsets[:-1], offsets[1:], strict=True):
         rows = np.flatnonzero(keep[s:e])
         blocks.append((dask.delayed(_take_block)(b, rows, 0), rows.size))
     return _blocks_to_dask(blocks, X.shape[1], X.dtype, X._meta)
@@ -244,7 +253,7 @@ def cells_per_gene(X) -> np.ndarray:
         return _detected_block(X)
     import dask
 
-    parts = dask.compute(*[dask.delayed(_detected_block)(b) for b in X.to_delayed(optimize_graph=False).ravel()])
+    parts = dask.compute(*[dask.delayed(_detected_block)(b) for b in _blocks(X)])
     return np.sum(parts, axis=0)
 
 
@@ -252,7 +261,7 @@ def gather(X):
     """One in-memory matrix from a chunked ``X``: CuPy or SciPy CSR, or dense CuPy/NumPy."""
     import dask
 
-    blocks = dask.compute(*X.to_delayed(optimize_graph=False).ravel())
+    blocks = dask.compute(*_blocks(X))
     if hasattr(blocks[0], "indptr"):
         if is_gpu_array(blocks[0]):
             import cupyx.scipy.sparse as csp
@@ -356,7 +365,7 @@ def _dense_copy(block):
 
 def _rows(X):
     offsets = np.cumsum([0, *X.chunks[0]])
-    return list(zip(X.to_delayed(optimize_graph=False).ravel(), offsets[:-1], offsets[1:], strict=True))
+    return list(zip(_blocks(X), offsets[:-1], offsets[1:], strict=True))
 
 
 def _add(*parts: tuple) -> tuple:
