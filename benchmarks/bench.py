@@ -189,6 +189,7 @@ def reference(path: str, gpu: bool, clock: Clock) -> None:
 def ours(path: str, gpu: bool, clock: Clock, chunk_cells: int | None = None) -> None:
     """The same steps and parameters through scplaybook (what the playbook notebook calls)."""
     import scplaybook as scp
+    from scplaybook._chunks import is_dask
 
     scp.set_backend("gpu" if gpu else "cpu")
     with clock.step("load"):
@@ -231,11 +232,9 @@ def ours(path: str, gpu: bool, clock: Clock, chunk_cells: int | None = None) -> 
         scp.tl.leiden(adata, resolution=0.6, neighbors_key="harmony", key_added="leiden_harmony")
     with clock.step("t-SNE"):
         scp.tl.tsne(adata, use_rep="X_pca_harmony", n_pcs=40, perplexity=30)
-    if type(adata.X).__module__.startswith("dask"):  # X on Dask workers: DE would gather it
-        from scplaybook.get._device import gather_x
-
+    if is_dask(adata.X):  # X on Dask workers: timed apart from DE, which would gather it
         with clock.step("gather X"):
-            gather_x(adata)
+            scp.get.gather_x(adata)
     with clock.step("logreg DE"):
         scp.tl.rank_genes_groups(adata, "cell_type", method="logreg", use_raw=False)
     with clock.step("diffmap"):

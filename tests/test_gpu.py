@@ -193,7 +193,7 @@ def test_gpu_chunks_on_a_local_cuda_cluster_match_in_memory(protocol):
         a = scp.read(path, chunk_cells=1500)
         scp.get.to_gpu(a)
         preprocess(a)
-        scp.get._device.gather_x(a)  # what differential expression does first
+        scp.get.gather_x(a)  # what differential expression does first
     finally:
         client.close()
         client.cluster.close()

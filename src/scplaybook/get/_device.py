@@ -139,8 +139,8 @@ def to_gpu(adata: AnnData, *, n_top_genes: int = 2000, chunked: bool | None = No
 def gather_x(adata: AnnData) -> AnnData:
     """Bring ``X`` held in row chunks on Dask workers into this process as one matrix, in place.
 
-    Nothing to do when ``X`` is one matrix already. The steps that need all of ``X`` at once
-    (differential expression, marker plots, writing) call it; on one GPU it stays on the GPU.
+    Nothing to do when ``X`` is one matrix already. Differential expression and :func:`to_cpu`
+    (so also writing ``.h5ad``) call it; on the GPU backend the matrix arrives on this process's GPU.
     """
     if not is_dask(adata.X):
         return adata
