@@ -31,17 +31,18 @@ class Clock:
 
     def __init__(self, gpu: bool, partial: Path | None = None, stop_after: str | None = None):
         self.gpu, self.steps, self.partial, self.stop_after = gpu, {}, partial, stop_after
-        self.adata = None
+        self.adata, self.spans = None, []
 
     @contextlib.contextmanager
     def step(self, name: str):
-        t0 = time.perf_counter()
+        t0, wall0 = time.perf_counter(), time.time()
         yield
         if self.gpu:
             import cupy
 
             cupy.cuda.Device().synchronize()
         self.steps[name] = self.steps.get(name, 0.0) + time.perf_counter() - t0
+        self.spans.append((name, wall0, time.time()))
         if self.partial:
             self.partial.write_text(json.dumps({"steps": self.steps, "stopped": True}))
         if name == self.stop_after:
@@ -281,6 +282,35 @@ class PeakMemory:
         return self.peak / 2**30
 
 
+def task_table(tasks: list[dict], spans: list[tuple[str, float, float]]) -> str:
+    """Where each step's time went on the Dask workers: compute and transfer seconds per worker.
+
+    From ``distributed.get_task_stream``; ``busy`` is the share of the step's wall time that the
+    busiest worker spent computing (low: the step waits on this process or the scheduler).
+    """
+    workers = sorted({t["worker"] for t in tasks})
+    head = ["step", "wall s", "tasks", *[f"compute w{i}" for i in range(len(workers))]]
+    head += ["transfer s", "busy"]
+    rows = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for name, t0, t1 in spans:
+        compute, moved, n = dict.fromkeys(workers, 0.0), 0.0, 0
+        for t in tasks:
+            for ss in t["startstops"]:
+                a, b = max(ss["start"], t0), min(ss["stop"], t1)
+                if b <= a:
+                    continue
+                if ss["action"] == "compute":
+                    compute[t["worker"]] += b - a
+                    n += ss["start"] >= t0
+                elif ss["action"] == "transfer":
+                    moved += b - a
+        wall = t1 - t0
+        busy = max(compute.values(), default=0.0) / wall if wall else 0.0
+        cells = [name, f"{wall:.2f}", str(n), *[f"{compute[w]:.2f}" for w in workers]]
+        rows.append("| " + " | ".join([*cells, f"{moved:.2f}", f"{busy:.0%}"]) + " |")
+    return "\n".join(rows)
+
+
 def worker(args) -> None:
     t0 = time.perf_counter()
     import scanpy  # noqa: F401
@@ -299,15 +329,23 @@ def worker(args) -> None:
         client = scp.start_dask(args.dask_workers, protocol=args.dask_protocol)
     clock = Clock(args.gpu, Path(args.json), args.stop_after)
     memory = PeakMemory() if args.gpu else None
+    stream = contextlib.nullcontext()
+    if client is not None and args.task_stream:
+        from distributed import get_task_stream
+
+        stream = get_task_stream(client)
     t1 = time.perf_counter()
-    try:
-        if args.worker == "reference":
-            adata = reference(args.data, args.gpu, clock)
-        else:
-            adata = ours(args.data, args.gpu, clock, chunk_cells=args.chunk_cells)
-    except StopPipeline:  # ours changes its AnnData in place
-        adata = clock.adata
+    with stream as tasks:
+        try:
+            if args.worker == "reference":
+                adata = reference(args.data, args.gpu, clock)
+            else:
+                adata = ours(args.data, args.gpu, clock, chunk_cells=args.chunk_cells)
+        except StopPipeline:  # ours changes its AnnData in place
+            adata = clock.adata
     total = time.perf_counter() - t1
+    if tasks is not None:
+        print(task_table(tasks.data, clock.spans))
     if client is not None:
         client.close()
         client.cluster.close()
@@ -417,6 +455,11 @@ def main() -> None:
     )
     p.add_argument("--chunk-cells", type=int, help="ours reads X in row chunks of this many cells")
     p.add_argument(
+        "--task-stream",
+        action="store_true",
+        help="with --dask-workers: print where each step's time went on the workers",
+    )
+    p.add_argument(
         "--stop-after",
         help="end ours after this step (e.g. Leiden: preprocessing and the first clustering)",
     )
@@ -456,6 +499,7 @@ def main() -> None:
         )
         + (["--chunk-cells", str(args.chunk_cells)] if args.chunk_cells else [])
         + (["--stop-after", args.stop_after] if args.stop_after else [])
+        + (["--task-stream"] if args.task_stream else [])
     )
     if args.stop_after and "reference" in args.pipelines.split(","):
         p.error("--stop-after works with --pipelines ours only")

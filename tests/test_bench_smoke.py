@@ -41,7 +41,7 @@ def test_benchmark_smoke(tmp_path):
 def test_benchmark_smoke_on_a_dask_cluster(tmp_path):
     """``--dask-workers``: ours on a LocalCluster (dask-cuda's LocalCUDACluster on GPUs)."""
     cmd = [sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--smoke", "--out", str(tmp_path),
-           "--pipelines", "ours", "--repeats", "0", "--dask-workers", "2", "--chunk-cells", "1000"]  # fmt: skip
+           "--pipelines", "ours", "--repeats", "0", "--dask-workers", "2", "--chunk-cells", "1000", "--task-stream"]  # fmt: skip
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
     cold = json.loads((tmp_path / "results.json").read_text())["results"]["ours"]["cold"]
@@ -51,3 +51,7 @@ def test_benchmark_smoke_on_a_dask_cluster(tmp_path):
         in (tmp_path / "results.md").read_text()
     )
     assert "PCA from the covariance, over 3 row chunks" in p.stderr
+    # --task-stream: each step's compute seconds on each of the two workers
+    assert "| step | wall s | tasks | compute w0 | compute w1 | transfer s | busy |" in p.stdout
+    pca = re.search(r"^\| PCA \| [\d.]+ \| (\d+) \|", p.stdout, re.M)
+    assert pca and int(pca.group(1)) >= 3, p.stdout[-2000:]

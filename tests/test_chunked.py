@@ -2,14 +2,16 @@
 
 import logging
 import os
+from collections import Counter
 
 import anndata as ad
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from distributed import get_task_stream
 
 import scplaybook as scp
-from scplaybook._chunks import is_dask, row_bounds
+from scplaybook._chunks import even_bounds, is_dask, row_bounds
 
 from ._biology import preprocess
 
@@ -35,7 +37,17 @@ def test_chunked_path_on_a_local_cluster_matches_in_memory(caplog):
             assert len(client.cluster.workers) == 2
             chunked = scp.read(path, chunk_cells=1000)
             assert is_dask(chunked.X) and chunked.X.numblocks[0] == 6
-            preprocess(chunked)
+            preprocess(chunked, n_comps=None)
+            # QC read the chunks onto the workers, three each, in runs of cells, and there they stay
+            held = client.who_has(chunked.X)
+            assert sorted(Counter(w for (w,) in held.values()).values()) == [3, 3]
+            scp.pp.regress_out(chunked)
+            scp.pp.scale(chunked)
+            with get_task_stream(client) as stream:
+                scp.pp.pca(chunked, n_comps=20)
+            # PCA's covariance is summed on each worker first: one partial sum moves, not one per chunk
+            moves = [s for t in stream.data for s in t["startstops"] if s["action"] == "transfer"]
+            assert len(moves) == 1, moves
             assert is_dask(chunked.X)  # X stays on the workers after PCA...
             scp.tl.rank_genes_groups(chunked, "cell_type", method="wilcoxon", use_raw=False)
             assert not is_dask(chunked.X)  # ...until differential expression gathers it
@@ -62,8 +74,12 @@ def test_chunked_path_on_a_local_cluster_matches_in_memory(caplog):
     np.testing.assert_allclose(chunked.var["std"], mem.var["std"], rtol=1e-4)
     assert list(chunked.obs_names) == list(mem.obs_names)
     assert list(chunked.var_names) == list(mem.var_names)
-    for col in ("total_counts", "n_genes_by_counts", "pct_counts_mt"):
-        np.testing.assert_allclose(chunked.obs[col], mem.obs[col], rtol=1e-6)
+    # scanpy's QC metrics, the same columns and dtypes, from one pass over the chunks
+    for df, ref in ((chunked.obs, mem.obs), (chunked.var, mem.var)):
+        assert list(df.columns) == list(ref.columns)
+        for col in [c for c in ref.columns if "counts" in c]:
+            assert df[col].dtype == ref[col].dtype, col
+            np.testing.assert_allclose(df[col], ref[col], rtol=1e-6, err_msg=col)
     np.testing.assert_allclose(chunked.X, mem.X, atol=1e-4)
     q0, q1 = np.linalg.qr(mem.obsm["X_pca"])[0], np.linalg.qr(chunked.obsm["X_pca"])[0]
     assert np.linalg.svd(q0.T @ q1, compute_uv=False).min() > 0.999
@@ -73,6 +89,9 @@ def test_row_bounds_cut_by_non_zeros_or_rows():
     indptr = np.array([0, 5, 10, 10, 30, 31, 40])
     assert row_bounds(indptr, chunk_nnz=10) == [0, 3, 4, 6]  # a row over the size is alone
     assert row_bounds(indptr, chunk_rows=4) == [0, 4, 6]
+    assert even_bounds(indptr, 2) == [0, 4, 6]  # 20 non-zeros each side of row 4
+    assert even_bounds(indptr, 1) == [0, 6]
+    assert even_bounds(np.arange(0, 1001, 10), 4) == [0, 25, 50, 75, 100]
 
 
 def test_reading_a_csc_file_in_chunks_is_refused(tmp_path):

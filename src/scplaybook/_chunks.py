@@ -33,13 +33,47 @@ def _blocks(X) -> list:
     return list(X.to_delayed(optimize_graph=False).ravel())
 
 
-def _blocks_to_dask(blocks: list, n_cols: int, dtype, meta):
+def _blocks_to_dask(blocks: list, n_cols: int, dtype, meta, *, spread: bool = False):
+    """One Dask array from ``(Delayed chunk, n_rows)`` pairs (empty chunks left out).
+
+    ``spread``: with a distributed client, compute the chunks now, in contiguous runs, one run per
+    worker (:func:`chunk_workers`), and wait for them; the later per-chunk tasks follow their
+    chunks, so each worker keeps working on its own run of cells.
+    """
     import dask.array as da
 
-    parts = [
-        da.from_delayed(b, shape=(int(n), n_cols), dtype=dtype, meta=meta) for b, n in blocks if n
-    ]
-    return da.concatenate(parts, axis=0)
+    blocks = [(b, int(n)) for b, n in blocks if n]
+    client = distributed_client() if spread else None
+    if client is not None:
+        owners = chunk_workers(len(blocks))
+        placed = [b for b, _ in blocks]
+        for worker in dict.fromkeys(owners):
+            runs = [i for i, o in enumerate(owners) if o == worker]
+            done = client.persist([placed[i] for i in runs], workers=[worker])
+            for i, d in zip(runs, done, strict=True):
+                placed[i] = d
+        blocks = [(d, n) for d, (_, n) in zip(placed, blocks, strict=True)]
+    parts = [da.from_delayed(b, shape=(n, n_cols), dtype=dtype, meta=meta) for b, n in blocks]
+    X = da.concatenate(parts, axis=0)
+    if client is not None:
+        from distributed import futures_of, wait
+
+        wait(futures_of(X))
+    return X
+
+
+def chunk_workers(n_chunks: int) -> list[str | None]:
+    """Return the worker each of ``n_chunks`` row chunks belongs to: even, contiguous runs.
+
+    Chunks read with ``spread`` are placed so, and the partial sums over chunks are first added
+    up run by run (on that worker), so that only one partial result per worker moves. ``None``
+    for every chunk without a distributed client.
+    """
+    client = distributed_client()
+    if client is None:
+        return [None] * n_chunks
+    workers = sorted(client.nthreads())
+    return [workers[i * len(workers) // n_chunks] for i in range(n_chunks)]
 
 
 def row_bounds(indptr: np.ndarray, chunk_nnz: int | None = None, chunk_rows: int | None = None):
@@ -55,6 +89,14 @@ def row_bounds(indptr: np.ndarray, chunk_nnz: int | None = None, chunk_rows: int
     return bounds
 
 
+def even_bounds(indptr: np.ndarray, n_chunks: int) -> list[int]:
+    """Row boundaries of ``n_chunks`` chunks of about equal non-zeros (fewer for very few rows)."""
+    n = len(indptr) - 1
+    targets = np.arange(1, n_chunks) * (int(indptr[-1]) / n_chunks)
+    inner = np.searchsorted(np.asarray(indptr), targets, side="left")
+    return sorted({0, n, *(int(i) for i in inner if 0 < i < n)})
+
+
 def _row_block(X, s: int, e: int):
     """Rows ``s:e`` of a SciPy CSR matrix as a view of its arrays (no copy)."""
     import scipy.sparse as sp
@@ -67,22 +109,28 @@ def _row_block(X, s: int, e: int):
     )
 
 
-def rows_to_dask(X, chunk_nnz: int, *, to_block: Callable | None = None):
+def rows_to_dask(X, chunk_nnz: int, *, to_block: Callable | None = None, spread: bool = False):
     """Cut ``X`` into row chunks of about ``chunk_nnz`` non-zeros, as a Dask array.
 
     ``X`` is a SciPy CSR matrix or a Dask array of them; ``to_block`` makes each chunk (for
     example the copy to the GPU). Chunks read from a ``.h5ad`` (:func:`h5ad_rows`) go from the
-    file to the GPU directly when ``to_block`` is the copy to the GPU.
+    file to the GPU directly when ``to_block`` is the copy to the GPU. ``spread``: computed now,
+    in runs over the workers of a distributed client (see :func:`_blocks_to_dask`).
     """
     import dask
 
     if is_dask(X):
         src = source_of(X)
-        if src is not None and to_block is not None:
+        if src is not None:
             return h5ad_rows(
-                src.path, src.shape, src.bounds, gpu=True, nnz=src.nnz, check=src.check
-            )
-        return X.map_blocks(to_block, meta=_gpu_meta(X.dtype)) if to_block else X
+                src.path, src.shape, src.bounds, gpu=to_block is not None or _on_gpu(X),
+                nnz=src.nnz, check=src.check, spread=spread,
+            )  # fmt: skip
+        X = X.map_blocks(to_block, meta=_gpu_meta(X.dtype)) if to_block else X
+        return _blocks_to_dask(
+            [(b, n) for b, n in zip(_blocks(X), X.chunks[0], strict=True)],
+            X.shape[1], X.dtype, X._meta, spread=spread,
+        ) if spread else X  # fmt: skip
     bounds = row_bounds(np.asarray(X.indptr), chunk_nnz)
     make = to_block or (lambda b: b)
     meta = _gpu_meta(X.dtype) if to_block else X[:0]
@@ -90,7 +138,11 @@ def rows_to_dask(X, chunk_nnz: int, *, to_block: Callable | None = None):
         (dask.delayed(make)(_row_block(X, s, e)), e - s)
         for s, e in zip(bounds[:-1], bounds[1:], strict=True)
     ]
-    return _blocks_to_dask(blocks, X.shape[1], X.dtype, meta)
+    return _blocks_to_dask(blocks, X.shape[1], X.dtype, meta, spread=spread)
+
+
+def _on_gpu(X) -> bool:
+    return is_gpu_array(X._meta)
 
 
 @dataclass(frozen=True)
@@ -125,12 +177,13 @@ def source_of(X) -> H5Source | None:
 
 def h5ad_rows(
     path: str, shape: tuple[int, int], bounds, *, gpu: bool = False, nnz: int = -1,
-    chunked: bool = True, check: bool = True,
+    chunked: bool = True, check: bool = True, spread: bool = False,
 ):  # fmt: skip
     """``X`` of a ``.h5ad`` (CSR) as a lazy Dask array of the row chunks ``bounds``.
 
     On the GPU each chunk is read through pinned buffers straight into GPU memory. With
-    ``check``, each chunk's values are checked for counts as it is read.
+    ``check``, each chunk's values are checked for counts as it is read. ``spread``: read now,
+    each worker of a distributed client its own run of chunks (see :func:`_blocks_to_dask`).
     """
     import dask
     from dask.base import tokenize
@@ -154,8 +207,9 @@ def h5ad_rows(
         )
         for s, e in zip(bounds[:-1], bounds[1:], strict=True)
     ]  # fmt: skip
-    X = _blocks_to_dask(blocks, shape[1], np.float32, meta)
-    _SOURCES[X.name] = H5Source(path, tuple(shape), nnz, tuple(bounds), chunked, check)
+    X = _blocks_to_dask(blocks, shape[1], np.float32, meta, spread=spread)
+    if not spread:
+        _SOURCES[X.name] = H5Source(path, tuple(shape), nnz, tuple(bounds), chunked, check)
     return X
 
 
@@ -247,14 +301,60 @@ def _detected_block(block) -> np.ndarray:
     return np.bincount(block.indices[block.data > 0], minlength=block.shape[1])
 
 
+def _detected_part(block) -> tuple:
+    return (_detected_block(block),)
+
+
 def cells_per_gene(X) -> np.ndarray:
     """Count the cells in which each gene is detected (chunk by chunk when ``X`` is chunked)."""
     if not is_dask(X):
         return _detected_block(X)
+    return _sum_over_chunks(X, _detected_part)[0]
+
+
+def _qc_chunk(block, sets: np.ndarray) -> tuple:
+    """Return a chunk's QC sums, per cell and per gene.
+
+    Per cell (host, cells x [counts, genes detected, counts in each gene set]); per gene (cells
+    detected, counts).
+    """
+    xp = _xp(block)
+    w = xp.asarray(sets, dtype=xp.float32)
+    if hasattr(block, "indptr"):
+        data = block.data
+        counts = xp.asarray(block.sum(axis=1)).ravel()
+        genes = xp.diff(block.indptr).astype(xp.float64)
+        stored_zeros = data <= 0  # stored values that are not detections
+        if bool(stored_zeros.any()):
+            flags = type(block)(
+                (stored_zeros.astype(xp.float32), block.indices, block.indptr), shape=block.shape
+            )
+            genes -= xp.asarray(flags.sum(axis=1)).ravel()
+        in_sets = xp.asarray(block @ w).reshape(block.shape[0], -1)
+        gene_counts = xp.bincount(block.indices, weights=data, minlength=block.shape[1])
+    else:
+        counts = block.sum(axis=1)
+        genes = (block > 0).sum(axis=1).astype(xp.float64)
+        in_sets = block @ w
+        gene_counts = block.sum(axis=0, dtype=xp.float64)
+    cells = xp.column_stack([counts.astype(xp.float64), genes, in_sets.astype(xp.float64)])
+    return _host(cells), (_detected_block(block), _host(gene_counts).astype(np.float64))
+
+
+def qc_sums(X, sets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-cell and per-gene QC sums of chunked counts ``X``, in one pass over the chunks.
+
+    ``sets`` (genes x k, boolean): gene sets (mitochondrial, ribosomal...). Returns, as host
+    arrays: cells x (2 + k) [counts, genes detected, counts in each set]; cells detected and
+    counts per gene. The per-gene sums are added up where the chunks are.
+    """
     import dask
 
-    parts = dask.compute(*[dask.delayed(_detected_block)(b) for b in _blocks(X)])
-    return np.sum(parts, axis=0)
+    parts = [dask.delayed(_qc_chunk, nout=2)(b, sets) for b, _, _ in _rows(X)]
+    total = dask.delayed(_add)(*_run_totals([genes for _, genes in parts]))
+    out = dask.compute(total, *[cells for cells, _ in parts])
+    (detected, gene_counts), cells = out[0], out[1:]
+    return np.concatenate(cells, axis=0), detected, gene_counts
 
 
 def gather(X):
@@ -376,41 +476,82 @@ def _to_host(arrays: tuple) -> tuple:
     return tuple(_host(a) for a in arrays)
 
 
+def _tree(parts: list):
+    """One Delayed sum of ``parts``, added :data:`SUM_FAN_IN` at a time."""
+    import dask
+
+    while len(parts) > 1:
+        parts = [
+            dask.delayed(_add)(*parts[i : i + SUM_FAN_IN]) for i in range(0, len(parts), SUM_FAN_IN)
+        ]
+    return parts[0]
+
+
+def _sum_then(parts: tuple, finish: Callable, args: tuple):
+    return finish(_add(*parts), *args)
+
+
+def _reduce_chunks(X, part: Callable, *row_arrays, finish: Callable = _to_host, args=()):
+    """``finish(sum over the chunks of part(chunk, *rows of row_arrays), *args)``, as a Delayed.
+
+    The partial sums are added where they are computed: first over each worker's run of chunks
+    (:func:`chunk_workers`), then the one total per worker on one of them, where ``finish`` runs
+    too (for example the eigendecomposition of PCA), so that only its result comes to this
+    process.
+    """
+    import dask
+
+    parts = [dask.delayed(part)(b, *[a[s:e] for a in row_arrays]) for b, s, e in _rows(X)]
+    return dask.delayed(_sum_then)(tuple(_run_totals(parts)), finish, tuple(args))
+
+
+def _run_totals(parts: list) -> list:
+    """Return the sums of per-chunk ``parts`` over each worker's run of chunks (one per worker)."""
+    runs: dict = {}
+    for p, owner in zip(parts, chunk_workers(len(parts)), strict=True):
+        runs.setdefault(owner, []).append(p)
+    return [_tree(run) for run in runs.values()]
+
+
 def _sum_over_chunks(X, part, *row_arrays) -> list[np.ndarray]:
     """Sum ``part(chunk, *rows of row_arrays)`` (a tuple of arrays) over the chunks.
 
-    The partial sums stay where they are computed (on the workers' GPUs) and are added up in a
-    tree of :data:`SUM_FAN_IN`; only the total comes to this process, as host arrays.
+    Added up where the chunks are (see :func:`_reduce_chunks`); only the total comes to this
+    process, as host arrays.
     """
     import dask
 
-    level = [dask.delayed(part)(b, *[a[s:e] for a in row_arrays]) for b, s, e in _rows(X)]
-    while len(level) > 1:
-        level = [
-            dask.delayed(_add)(*level[i : i + SUM_FAN_IN]) for i in range(0, len(level), SUM_FAN_IN)
-        ]
-    (total,) = dask.compute(dask.delayed(_to_host)(level[0]))
+    (total,) = dask.compute(_reduce_chunks(X, part, *row_arrays))
     return list(total)
 
 
-def _map_chunks(X, fn, *args, row_arrays=()):
-    """``fn(chunk, *rows of row_arrays, *args)`` for every chunk, as a new (dense) chunked array.
+def persist_chunks(X, blocks: list | None = None):
+    """Compute the chunks of ``X`` (or the Delayed ``blocks`` of its shape) and keep them.
 
-    With a distributed client the new chunks are computed before this returns, so that the step
-    that asked for them is the one timed for them.
+    With a distributed client they stay on the workers, and this waits for them, so that the step
+    that asked for them is the one timed for them. The tasks go as they are, without Dask's graph
+    optimisation, as every other computation on the chunks does: a key sent once optimised and once
+    not is two different tasks to the scheduler ("Detected different run_spec").
     """
     import dask
 
-    blocks = [
-        (dask.delayed(fn)(b, *[a[s:e] for a in row_arrays], *args), e - s) for b, s, e in _rows(X)
-    ]
-    meta = _xp(X._meta).empty((0, 0), dtype=np.float32)
-    out = _blocks_to_dask(blocks, X.shape[1], np.float32, meta).persist()
+    done = dask.persist(*(blocks if blocks is not None else _blocks(X)), optimize_graph=False)
+    meta = X._meta if blocks is None else _xp(X._meta).empty((0, 0), dtype=np.float32)
+    dtype = X.dtype if blocks is None else np.float32
+    out = _blocks_to_dask(list(zip(done, X.chunks[0], strict=True)), X.shape[1], dtype, meta)
     if distributed_client() is not None:
-        from distributed import wait
+        from distributed import futures_of, wait
 
-        wait(out)
+        wait(futures_of(out))
     return out
+
+
+def _map_chunks(X, fn, *args, row_arrays=()):
+    """``fn(chunk, *rows of row_arrays, *args)`` for every chunk, as a new (dense) chunked array."""
+    import dask
+
+    blocks = [dask.delayed(fn)(b, *[a[s:e] for a in row_arrays], *args) for b, s, e in _rows(X)]
+    return persist_chunks(X, blocks)
 
 
 def _dtx_chunk(block, design):
@@ -479,18 +620,31 @@ def _scores_chunk(block, mean, pcs):
     return _host(project(_dense_copy(block), xp.asarray(mean), xp.asarray(pcs)))
 
 
+def _components_host(sums: tuple, n: int, n_comps: int) -> tuple:
+    from .pp._pca import components
+
+    xtx, total = sums
+    return _to_host(components(xtx, total, n, n_comps, _xp(xtx)))
+
+
 def pca(X, n_comps: int):
     """PCA of chunked ``X`` through its genes x genes covariance (see ``pp._pca.pca_from_gram``).
 
-    Returns host arrays: scores, loadings, variances, variance ratios.
+    The covariance is summed where the chunks are and, on GPUs, decomposed there too, so that
+    only the loadings come to this process; the scores are computed where the chunks are. Returns host arrays: scores,
+    loadings, variances, variance ratios.
     """
     import dask
 
     from .pp._pca import components
 
-    xtx, total = _sum_over_chunks(X, _gram_chunk)
-    xp = _xp(X._meta)  # the eigendecomposition on this process's GPU when the chunks are on GPUs
-    mean, pcs, var, ratio = components(xp.asarray(xtx), xp.asarray(total), X.shape[0], n_comps, xp)
-    mean, pcs = _host(mean), _host(pcs)
+    if _on_gpu(X):  # decomposed on a worker's GPU
+        (comps,) = dask.compute(
+            _reduce_chunks(X, _gram_chunk, finish=_components_host, args=(X.shape[0], n_comps))
+        )
+        mean, pcs, var, ratio = comps
+    else:  # here, where NumPy has all the cores (a CPU worker has one thread)
+        xtx, total = _sum_over_chunks(X, _gram_chunk)
+        mean, pcs, var, ratio = components(xtx, total, X.shape[0], n_comps, np)
     scores = dask.compute(*[dask.delayed(_scores_chunk)(b, mean, pcs) for b, _, _ in _rows(X)])
-    return np.concatenate(scores, axis=0), pcs, _host(var), _host(ratio)
+    return np.concatenate(scores, axis=0), pcs, var, ratio

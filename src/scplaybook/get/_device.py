@@ -113,7 +113,10 @@ def to_gpu(adata: AnnData, *, n_top_genes: int = 2000, chunked: bool | None = No
         # block of the gathered matrix (seen at 1.3M cells); CuPy's own pool is emptied instead
         if distributed_client() is None:
             dask.config.set(scheduler="synchronous")  # one GPU: one chunk at a time bounds memory
-        adata.X = rows_to_dask(X, CHUNK_NNZ, to_block=csr_to_gpu).persist()
+        if client is not None:  # each worker reads its own run of chunks
+            adata.X = rows_to_dask(X, CHUNK_NNZ, to_block=csr_to_gpu, spread=True)
+        else:
+            adata.X = rows_to_dask(X, CHUNK_NNZ, to_block=csr_to_gpu).persist()
         logger.info(
             f"    memory-aware path: X is held as {adata.X.numblocks[0]} row chunks on the GPU "
             f"(about {need / _GIB:.1f} GiB needed; {need_one / _GIB:.1f} GiB in one piece, "

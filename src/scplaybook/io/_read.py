@@ -255,7 +255,7 @@ def _read_h5ad_lazy(path: Path, chunk_cells: int | None, *, chunked: bool, check
     import h5py
     from anndata.io import read_elem
 
-    from .._chunks import h5ad_rows, row_bounds
+    from .._chunks import even_bounds, h5ad_rows, row_bounds
 
     try:
         with h5py.File(path, "r") as f:
@@ -279,7 +279,13 @@ def _read_h5ad_lazy(path: Path, chunk_cells: int | None, *, chunked: bool, check
             "or corrupt. Download or copy it again."
         ) from e
     nnz = int(indptr[-1])
-    bounds = row_bounds(indptr, 2**28, chunk_cells)
+    client = distributed_client()
+    if client is not None and not chunk_cells:
+        # the same number of chunks (of about 2^28 non-zeros at most) for every worker
+        n_workers = len(client.nthreads())
+        bounds = even_bounds(indptr, n_workers * max(1, -(-nnz // (n_workers * 2**28))))
+    else:
+        bounds = row_bounds(indptr, 2**28, chunk_cells)
     X = h5ad_rows(str(path), shape, bounds, nnz=nnz, chunked=chunked, check=check)
     adata = ad.AnnData(X=X, obs=obs, var=var, uns=uns)
     n_empty = int((np.diff(indptr) == 0).sum())

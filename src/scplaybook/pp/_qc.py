@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from .._backend import backend_for_X, rsc
-from .._chunks import cells_per_gene, distributed_client, is_dask
+from .._chunks import cells_per_gene, distributed_client, is_dask, persist_chunks
 from .._errors import ParameterError
 from .._settings import logger
 from .._subset import subset_obs, subset_var
@@ -60,11 +60,10 @@ def calculate_qc_metrics(
             "no mitochondrial genes found (no MT- or mt- prefix): pct_counts_mt will be 0."
         )
     adata.uns["qc"] = {"mito_prefix": prefix, "n_mt_genes": int(adata.var["mt"].sum())}
-    if is_dask(adata.X) and distributed_client() is not None:
-        # the workers read their chunks once and keep them (to_gpu does the same on GPUs); the
-        # metrics' several passes then share them instead of each re-reading the file
-        adata.X = adata.X.persist()
-    if note_backend(backend_for_X(adata, "calculate_qc_metrics")) == "gpu":
+    if is_dask(adata.X):
+        note_backend(backend_for_X(adata, "calculate_qc_metrics"))
+        _qc_in_chunks(adata, ("mt", "ribo"))
+    elif note_backend(backend_for_X(adata, "calculate_qc_metrics")) == "gpu":
         rsc().pp.calculate_qc_metrics(adata, qc_vars=["mt", "ribo"], log1p=False)
     else:
         import scanpy as sc
@@ -73,6 +72,32 @@ def calculate_qc_metrics(
             adata, qc_vars=["mt", "ribo"], percent_top=None, log1p=False, inplace=True
         )
     return adata
+
+
+def _qc_in_chunks(adata: AnnData, qc_vars: tuple[str, ...]) -> None:
+    """Scanpy's QC metrics (the same columns and dtypes) for chunked ``X``, in one pass.
+
+    With a distributed client, a matrix still on disk is first read onto the workers, each its own
+    run of chunks; the chunks stay there for the steps that follow.
+    """
+    from .._chunks import qc_sums, rows_to_dask, source_of
+
+    if source_of(adata.X) is not None and distributed_client() is not None:
+        adata.X = rows_to_dask(adata.X, 0, spread=True)
+    sets = np.column_stack([adata.var[k].to_numpy(dtype=bool) for k in qc_vars])
+    cells, detected, gene_counts = qc_sums(adata.X, sets)
+    n = adata.n_obs
+    adata.var["n_cells_by_counts"] = detected.astype(np.int64)
+    adata.var["mean_counts"] = (gene_counts / n).astype(np.float32)
+    adata.var["pct_dropout_by_counts"] = (1 - detected / n) * 100
+    adata.var["total_counts"] = gene_counts.astype(np.float32)
+    total = cells[:, 0]
+    adata.obs["n_genes_by_counts"] = cells[:, 1].astype(np.int32)
+    adata.obs["total_counts"] = total.astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):  # cells without counts: NaN, as scanpy
+        for i, k in enumerate(qc_vars):
+            adata.obs[f"total_counts_{k}"] = cells[:, 2 + i].astype(np.float32)
+            adata.obs[f"pct_counts_{k}"] = (cells[:, 2 + i] / total * 100).astype(np.float32)
 
 
 def _mad_bounds(x: np.ndarray, n_mads: float) -> tuple[float, float]:
@@ -161,7 +186,7 @@ def filter_cells(
     logger.info(f"    kept {n_keep} of {adata.n_obs} cells")
     subset_obs(adata, mask)
     if is_dask(adata.X):
-        adata.X = adata.X.persist()
+        adata.X = persist_chunks(adata.X)
     return adata
 
 
@@ -179,6 +204,6 @@ def filter_genes(adata: AnnData, *, min_cells: int = 3) -> AnnData:
     adata.var["n_cells"] = n_cells
     subset_var(adata, mask)
     if is_dask(adata.X):
-        adata.X = adata.X.persist()
+        adata.X = persist_chunks(adata.X)
     logger.info(f"    kept {int(mask.sum())} of {mask.size} genes")
     return adata
