@@ -319,6 +319,12 @@ def _qc_chunk(block, sets: np.ndarray) -> tuple:
     detected, counts).
     """
     xp = _xp(block)
+    if is_gpu_array(block) and hasattr(block, "indptr"):
+        from . import _gpu
+
+        if _gpu._plain(block):
+            cells, detected, counts = _gpu.qc_sums(block, sets)
+            return _host(cells), (_host(detected).astype(np.int64), _host(counts))
     w = xp.asarray(sets, dtype=xp.float32)
     if hasattr(block, "indptr"):
         data = block.data
