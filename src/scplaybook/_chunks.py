@@ -436,8 +436,27 @@ def start_dask(n_workers: int | None = 0, *, protocol: str = "tcp"):
     client = Client(cluster)
     atexit.register(cluster.close)
     atexit.register(client.close)
+    if what.startswith("dask-cuda"):
+        client.run(_ready_gpu_worker)  # as this process is ready before its first step
     logger.info(f"Dask cluster: {len(cluster.workers)} workers ({what})")
     return client
+
+
+def _ready_gpu_worker() -> None:
+    """Load what a GPU worker's tasks use (CuPy, cuBLAS, cuSPARSE, rapids-singlecell) up front.
+
+    Otherwise the first step to use each pays for it on every worker (seconds for
+    rapids-singlecell's import).
+    """
+    import cupy as cp
+    import cupyx.scipy.sparse as csp
+    import rapids_singlecell  # noqa: F401
+
+    from . import _gpu  # noqa: F401
+
+    a = cp.ones((64, 64), cp.float32)
+    m = csp.random(64, 64, density=0.1, format="csr", dtype=cp.float32)
+    float((a.T @ a).sum() + (m @ a).sum() + m.toarray().sum())
 
 
 # --- regress-out, scaling and PCA over row chunks (with a distributed client: on its workers) ---
@@ -467,6 +486,24 @@ def _dense_copy(block):
     if hasattr(block, "toarray"):
         return xp.asarray(block.toarray(), dtype=xp.float32)
     return xp.array(block, dtype=xp.float32)
+
+
+def _dense(block):
+    """Return a chunk as a dense float32 array, a copy only where it must convert (read only)."""
+    xp = _xp(block)
+    if hasattr(block, "toarray"):
+        return xp.asarray(block.toarray(), dtype=xp.float32)
+    return xp.asarray(block, dtype=xp.float32)
+
+
+def column_sums(x, xp) -> tuple:
+    """Column sums of a dense float32 matrix and of its squares, as float64.
+
+    Through matrix-vector products: a reduction down the columns of a row-major matrix reads
+    with a stride of a whole row (measured: ...).
+    """
+    ones = xp.ones((1, x.shape[0]), dtype=xp.float32)
+    return (ones @ x).ravel().astype(xp.float64), (ones @ (x * x)).ravel().astype(xp.float64)
 
 
 def _rows(X):
@@ -563,7 +600,7 @@ def _map_chunks(X, fn, *args, row_arrays=()):
 def _dtx_chunk(block, design):
     xp = _xp(block)
     d = xp.asarray(design.astype(np.float32))
-    return ((d.T @ _dense_copy(block)).astype(xp.float64),)
+    return ((d.T @ _dense(block)).astype(xp.float64),)
 
 
 def _residual_chunk(block, design, beta):
@@ -584,9 +621,7 @@ def regress_out(X, design: np.ndarray):
 
 
 def _moments_chunk(block):
-    xp = _xp(block)
-    x = _dense_copy(block)
-    return x.sum(axis=0, dtype=xp.float64), (x * x).sum(axis=0, dtype=xp.float64)
+    return column_sums(_dense(block), _xp(block))
 
 
 def _scale_chunk(block, mean, std, max_value):
@@ -616,14 +651,14 @@ def scale(X, max_value: float | None):
 def _gram_chunk(block):
     from .pp._pca import gram
 
-    return gram(_dense_copy(block), _xp(block))
+    return gram(_dense(block), _xp(block))
 
 
 def _scores_chunk(block, mean, pcs):
     from .pp._pca import project
 
     xp = _xp(block)
-    return _host(project(_dense_copy(block), xp.asarray(mean), xp.asarray(pcs)))
+    return _host(project(_dense(block), xp.asarray(mean), xp.asarray(pcs)))
 
 
 def _components_host(sums: tuple, n: int, n_comps: int) -> tuple:
@@ -637,8 +672,8 @@ def pca(X, n_comps: int):
     """PCA of chunked ``X`` through its genes x genes covariance (see ``pp._pca.pca_from_gram``).
 
     The covariance is summed where the chunks are and, on GPUs, decomposed there too, so that
-    only the loadings come to this process; the scores are computed where the chunks are. Returns host arrays: scores,
-    loadings, variances, variance ratios.
+    only the loadings come to this process; the scores are computed where the chunks are.
+    Returns host arrays: scores, loadings, variances, variance ratios.
     """
     import dask
 

@@ -9,7 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._backend import backend_for_X, is_gpu_array, rsc
-from .._chunks import distributed_client, gather, is_dask
+from .._chunks import distributed_client, gather, is_dask, persist_chunks
 from .._errors import ParameterError
 from .._settings import logger
 from .._subset import subset_var
@@ -99,6 +99,8 @@ def highly_variable_genes(
                 "    X stays in row chunks across the Dask workers through PCA; it comes into this "
                 "process when differential expression needs it"
             )
+            # computed once (normalised, log, these genes); the next steps read it twice each
+            adata.X = persist_chunks(adata.X)
         elif chunked:  # reduced to the highly variable genes: one matrix from here on
             adata.X = gather(adata.X)
             import gc

@@ -88,8 +88,19 @@ def pca_from_gram(X, n_comps: int, xp=np):
 
 
 def gram(X, xp=np):
-    """``XᵀX`` (one float32 GEMM, returned as float64) and the column sums of ``X`` (float64)."""
-    return (X.T @ X).astype(xp.float64), X.sum(axis=0, dtype=xp.float64)
+    """``XᵀX`` (float32, returned as float64) and the column sums of ``X`` (float64).
+
+    On the GPU ``XᵀX`` is one cuBLAS SYRK (half the work of a GEMM: one triangle, mirrored).
+    """
+    ones = xp.ones((1, X.shape[0]), dtype=X.dtype)
+    total = (ones @ X).ravel().astype(xp.float64)  # not X.sum(axis=0): strided on the GPU
+    if xp is np or not X.flags.c_contiguous:
+        return (X.T @ X).astype(xp.float64), total
+    from cupy import cublas
+
+    # X is row-major, so X read column-major is Xᵀ: SYRK("N") of it gives XᵀX (upper triangle)
+    upper = cublas.syrk("N", X.T, lower=False).astype(xp.float64)
+    return xp.triu(upper) + xp.triu(upper, 1).T, total
 
 
 def components(xtx, total, n: int, n_comps: int, xp=np):
