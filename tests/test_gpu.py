@@ -89,6 +89,7 @@ def test_gpu_sparse_helpers_match_scipy():
     assert (_gpu.csr_to_host(_gpu.take_rows(G, rows)) != X[rows]).nnz == 0
     assert (_gpu.csr_to_host(_gpu.take_cols(G, cols)) != X[:, cols]).nnz == 0
     np.testing.assert_array_equal(_gpu.cells_per_gene(G), np.bincount(X.indices, minlength=2000))
+    np.testing.assert_array_equal(_gpu.to_dense(G).get(), X.toarray())
     # the one-pass QC kernel, with a stored zero (not a detection) and two gene sets
     Z = X.copy()
     Z.data[5] = 0

@@ -437,7 +437,10 @@ def start_dask(n_workers: int | None = 0, *, protocol: str = "tcp"):
     atexit.register(cluster.close)
     atexit.register(client.close)
     if what.startswith("dask-cuda"):
+        from . import _warmup
+
         client.run(_ready_gpu_worker)  # as this process is ready before its first step
+        _warmup.preload_graph_library(wait=True)  # not alongside the workers' first steps
     logger.info(f"Dask cluster: {len(cluster.workers)} workers ({what})")
     return client
 
@@ -482,26 +485,25 @@ def _host(a) -> np.ndarray:
 
 def _dense_copy(block):
     """Return a dense float32 copy of a chunk (never change chunks in place: Dask may reuse them)."""
-    xp = _xp(block)
     if hasattr(block, "toarray"):
-        return xp.asarray(block.toarray(), dtype=xp.float32)
-    return xp.array(block, dtype=xp.float32)
+        return _dense(block)
+    return _xp(block).array(block, dtype=np.float32)
 
 
 def _dense(block):
     """Return a chunk as a dense float32 array, a copy only where it must convert (read only)."""
     xp = _xp(block)
     if hasattr(block, "toarray"):
-        return xp.asarray(block.toarray(), dtype=xp.float32)
+        if xp is not np:
+            from ._gpu import to_dense
+
+            return to_dense(block)
+        return np.asarray(block.toarray(), dtype=np.float32)
     return xp.asarray(block, dtype=xp.float32)
 
 
 def column_sums(x, xp) -> tuple:
-    """Column sums of a dense float32 matrix and of its squares, as float64.
-
-    Through matrix-vector products: a reduction down the columns of a row-major matrix reads
-    with a stride of a whole row (measured: ...).
-    """
+    """Column sums of a dense float32 matrix and of its squares, as float64 (two GEMVs)."""
     ones = xp.ones((1, x.shape[0]), dtype=xp.float32)
     return (ones @ x).ravel().astype(xp.float64), (ones @ (x * x)).ravel().astype(xp.float64)
 

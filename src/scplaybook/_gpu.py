@@ -361,6 +361,19 @@ extern "C" __global__ void detected(const float* data, const int* indices, long 
 }
 """
 
+#: CSR to dense (row-major): a warp per row scatters the row's values into a zeroed matrix.
+_DENSE = r"""
+extern "C" __global__ void csr_to_dense(const int* indptr, const int* indices, const float* data,
+                                        long long n_rows, long long n_cols, float* out) {
+    const int lane = threadIdx.x & 31;
+    const long long n_warps = ((long long)gridDim.x * blockDim.x) >> 5;
+    for (long long r = (blockIdx.x * (long long)blockDim.x + threadIdx.x) >> 5; r < n_rows;
+         r += n_warps)
+        for (int j = indptr[r] + lane; j < indptr[r + 1]; j += 32)
+            atomicAdd(&out[r * n_cols + indices[j]], data[j]);
+}
+"""
+
 #: One pass of QC sums over a CSR matrix: a warp per row (coalesced reads), the row's sums
 #: reduced across the warp; the per-gene sums with atomics.
 _QC = r"""
@@ -477,9 +490,33 @@ def qc_sums(X, sets: np.ndarray):
     detected = cp.zeros(n_genes, cp.uint32)
     counts = cp.zeros(n_genes, cp.float64)
     if n_rows:
-        grid = (max(1, min(65535 * 8, (n_rows + 7) // 8)),)
         _kernel("qc_rows", _QC)(
-            grid, (256,),
+            *_warp_grid(n_rows),
             (X.indptr, X.indices, X.data, flags, np.int64(n_rows), np.int32(k), cells, detected, counts),
         )  # fmt: skip
     return cells, detected, counts
+
+
+def _warp_grid(n_rows: int) -> tuple[tuple[int], tuple[int]]:
+    return (max(1, min(65535 * 8, (n_rows + 7) // 8)),), (256,)
+
+
+def to_dense(X):
+    """Return a CuPy CSR matrix as a new dense row-major float32 array.
+
+    One scatter kernel: CuPy's ``toarray`` took 46 ms for 110k x 5000 at 10% density on an H200
+    (2026-11-24), a chunk of the 1.3M-cell set. Duplicate entries add up, as in SciPy. Other
+    dtypes go through ``toarray``.
+    """
+    import cupy as cp
+
+    if not _plain(X):
+        return cp.asarray(X.toarray(), dtype=cp.float32)
+    n_rows, n_cols = X.shape
+    out = cp.zeros((n_rows, n_cols), cp.float32)
+    if n_rows and X.nnz:
+        _kernel("csr_to_dense", _DENSE)(
+            *_warp_grid(n_rows),
+            (X.indptr, X.indices, X.data, np.int64(n_rows), np.int64(n_cols), out),
+        )
+    return out

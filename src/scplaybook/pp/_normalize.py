@@ -157,7 +157,10 @@ def regress_out(adata: AnnData, keys: Sequence[str] = ("total_counts", "pct_coun
 
         xp = np
     X = adata.X
-    X = X.toarray() if xsp.issparse(X) else X
+    if xsp.issparse(X):
+        from .._gpu import to_dense
+
+        X = to_dense(X.tocsr()) if gpu else X.toarray()
     X = xp.asarray(X, dtype=xp.float32)
     # the products with X are two GEMMs; the small solve (k x genes) runs on the host in float64
     D32 = xp.asarray(cov.astype(np.float32))
