@@ -55,3 +55,18 @@ def test_benchmark_smoke_on_a_dask_cluster(tmp_path):
     assert "| step | wall s | tasks | compute w0 | compute w1 | transfer s | busy |" in p.stdout
     pca = re.search(r"^\| PCA \| [\d.]+ \| (\d+) \|", p.stdout, re.M)
     assert pca and int(pca.group(1)) >= 3, p.stdout[-2000:]
+
+
+@pytest.mark.slow
+def test_profile_dask_steps_prints_every_step():
+    """benchmarks/profile_dask_steps.py on the demo data with two CPU workers."""
+    import scplaybook as scp
+
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "profile_dask_steps.py"),
+           str(scp.datasets.demo_path()), "--workers", "2", "--n-top-genes", "500"]  # fmt: skip
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    walls = dict(re.findall(r"^===== (.+): ([\d.]+) s$", p.stdout, re.M))
+    assert list(walls) == ["to GPU", "QC", "filter cells", "filter genes", "normalize + log1p",
+                           "HVG", "regress out", "scale", "PCA"]  # fmt: skip
+    assert "_chunks.py" in p.stdout  # our chunked functions show in the listing
