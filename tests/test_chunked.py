@@ -191,3 +191,38 @@ def test_gpu_session_leaves_x_on_disk_for_to_gpu(tmp_path, monkeypatch):
     assert _read.read(path, gene_symbols=None, chunk_cells=100).X.name != forced.X.name
     monkeypatch.setattr(_read, "resolve_backend", lambda: "cpu")
     assert sp.issparse(_read.read(path, gene_symbols=None).X)  # the CPU reads it at once
+
+
+def test_gene_subset_of_chunked_data_equals_anndatas_and_keeps_obs():
+    """Subsetting genes of chunked data cuts var and what aligns with genes as AnnData does,
+    without re-creating obs (AnnData's own way copies it: 0.3 s at 1.3M cells)."""
+    import pandas as pd
+
+    from scplaybook._chunks import rows_to_dask
+    from scplaybook._subset import subset_var
+
+    rng = np.random.default_rng(0)
+    X = sp.random(300, 40, density=0.3, format="csr", dtype=np.float32, random_state=3)
+    a = ad.AnnData(
+        X=X,
+        obs=pd.DataFrame({"t": pd.Categorical(rng.choice(["x", "y"], 300))}, index=[f"c{i}" for i in range(300)]),
+        var=pd.DataFrame(
+            {"kind": pd.Categorical(["a"] * 5 + ["b"] * 35), "n": np.arange(40.0)},
+            index=[f"g{i}" for i in range(40)],
+        ),
+        varm={"PCs": rng.random((40, 3))},
+        varp={"corr": rng.random((40, 40))},
+        layers={"counts": X.copy()},
+    )  # fmt: skip
+    keep = np.arange(40) >= 5  # drops every gene of category "a"
+    expected = a[:, keep].copy()
+    a.X = rows_to_dask(X, 3000)
+    obs = a.obs
+    subset_var(a, keep)
+    assert a.obs is obs and a.shape == (300, 35) and a.X.shape == (300, 35)
+    pd.testing.assert_frame_equal(a.var, expected.var)
+    assert list(a.var["kind"].cat.categories) == ["b"]
+    np.testing.assert_array_equal(a.varm["PCs"], expected.varm["PCs"])
+    np.testing.assert_array_equal(a.varp["corr"], expected.varp["corr"])
+    assert (a.layers["counts"] != expected.layers["counts"]).nnz == 0
+    assert (a.X.compute() != expected.X).nnz == 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
 from . import _chunks
 from ._backend import is_gpu_array
@@ -36,8 +37,30 @@ def _subset(adata: AnnData, keep: np.ndarray, axis: int) -> None:
 
         new = (_gpu.take_rows if axis == 0 else _gpu.take_cols)(X, idx)
     adata.X = None  # AnnData subsets the rest; X was done above
-    inplace(idx)
+    if axis == 1 and _chunks.is_dask(X) and not adata.is_view:
+        _subset_var_keeping_obs(adata, idx)
+    else:
+        inplace(idx)
     adata.X = new
+
+
+def _subset_var_keeping_obs(adata: AnnData, idx: np.ndarray) -> None:
+    """Keep the genes ``idx`` of an AnnData without ``X``, leaving ``obs`` as it is.
+
+    AnnData's in-place subset builds a view of the whole object and copies it, ``obs`` included:
+    0.27-0.35 s each time at 1.3M cells (measured on an H200 machine, 2026-11-24), for a subset
+    that does not change ``obs``. Here only ``var`` and what is aligned with genes are cut;
+    unused categories are dropped from ``var``'s columns as AnnData does.
+    """
+    varm = {k: v[idx] for k, v in adata.varm.items()}
+    varp = {k: v[idx][:, idx] for k, v in adata.varp.items()}
+    layers = {k: v[:, idx] for k, v in adata.layers.items()}
+    var = adata.var.iloc[idx].copy()
+    for col in var.columns:
+        if isinstance(var[col].dtype, pd.CategoricalDtype):
+            var[col] = var[col].cat.remove_unused_categories()
+    adata._var = var  # the number of genes follows var; the aligned stores are set anew below
+    adata.varm, adata.varp, adata.layers = varm, varp, layers
 
 
 def subset_obs(adata: AnnData, keep: np.ndarray) -> None:
