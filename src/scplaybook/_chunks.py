@@ -56,10 +56,15 @@ def _blocks_to_dask(blocks: list, n_cols: int, dtype, meta, *, spread: bool = Fa
     parts = [da.from_delayed(b, shape=(n, n_cols), dtype=dtype, meta=meta) for b, n in blocks]
     X = da.concatenate(parts, axis=0)
     if client is not None:
-        from distributed import futures_of, wait
-
-        wait(futures_of(X))
+        _wait_on_workers(X)
     return X
+
+
+def _wait_on_workers(X) -> None:
+    """Wait until the persisted chunks of ``X`` are computed (with a distributed client)."""
+    from distributed import futures_of, wait
+
+    wait(futures_of(X))
 
 
 def chunk_workers(n_chunks: int) -> list[str | None]:
@@ -502,12 +507,6 @@ def _dense(block):
     return xp.asarray(block, dtype=xp.float32)
 
 
-def column_sums(x, xp) -> tuple:
-    """Column sums of a dense float32 matrix and of its squares, as float64 (two GEMVs)."""
-    ones = xp.ones((1, x.shape[0]), dtype=xp.float32)
-    return (ones @ x).ravel().astype(xp.float64), (ones @ (x * x)).ravel().astype(xp.float64)
-
-
 def _rows(X):
     offsets = np.cumsum([0, *X.chunks[0]])
     return list(zip(_blocks(X), offsets[:-1], offsets[1:], strict=True))
@@ -585,9 +584,7 @@ def persist_chunks(X, blocks: list | None = None):
     dtype = X.dtype if blocks is None else np.float32
     out = _blocks_to_dask(list(zip(done, X.chunks[0], strict=True)), X.shape[1], dtype, meta)
     if distributed_client() is not None:
-        from distributed import futures_of, wait
-
-        wait(futures_of(out))
+        _wait_on_workers(out)
     return out
 
 
@@ -623,7 +620,10 @@ def regress_out(X, design: np.ndarray):
 
 
 def _moments_chunk(block):
-    return column_sums(_dense(block), _xp(block))
+    from .pp._pca import column_sum
+
+    xp, x = _xp(block), _dense(block)
+    return column_sum(x, xp), column_sum(x * x, xp)
 
 
 def _scale_chunk(block, mean, std, max_value):

