@@ -14,8 +14,8 @@ if [ ! -x "$VENV/bin/pytest" ] || [ ! -x "$VENV/bin/ruff" ] || [ ! -x "$VENV/bin
 fi
 export MPLBACKEND=Agg PATH="$VENV/bin:$PATH"
 echo "== ruff (package, tests, notebook)"
-ruff check src tests benchmarks scRNA_analysis_preprocessing.ipynb
-ruff format --check src tests benchmarks scRNA_analysis_preprocessing.ipynb
+ruff check src tests benchmarks setup scRNA_analysis_preprocessing.ipynb
+ruff format --check src tests benchmarks setup scRNA_analysis_preprocessing.ipynb
 echo "== shellcheck"
 shellcheck -x setup/*.sh .ci/run
 echo "== pytest"

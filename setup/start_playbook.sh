@@ -9,7 +9,7 @@ source "$ROOT/setup/lib.sh"
 RAPIDS_VERSION=${PLAYBOOK_RAPIDS_VERSION:-26.10}
 IMAGE_REPO=${PLAYBOOK_IMAGE_REPO:-nvcr.io/nvidia/rapidsai/notebooks}
 MIN_DISK_GB=${PLAYBOOK_MIN_DISK_GB:-30}
-MODE=auto GPU=auto HEADLESS=0 PUBLIC=0 PORT=8888 WHEELHOUSE="" DATA="" OUT="$ROOT/results"
+MODE=auto GPU=auto HEADLESS=0 PUBLIC=0 PORT=8888 PULL=0 WHEELHOUSE="" DATA="" OUT="$ROOT/results"
 PARAMS=()
 
 usage() {
@@ -28,6 +28,7 @@ usage: $0 [--local | --apptainer] [--headless] [options]
   --port N           first port to try (default 8888; the next free one is taken)
   --public           listen on all interfaces (the token is still required)
   --wheelhouse DIR   install offline from a folder of wheels (see setup/download_wheels.sh)
+  --pull             docker/Apptainer: fetch the image again even when it is here already
 USAGE
 }
 
@@ -40,6 +41,7 @@ while [ $# -gt 0 ]; do
     --gpu) GPU=1 ;;
     --cpu) GPU=0 ;;
     --public) PUBLIC=1 ;;
+    --pull) PULL=1 ;;
     --port) PORT=${2:?--port needs a number}; shift ;;
     --data) DATA=${2:?--data needs a path}; shift ;;
     --out) OUT=${2:?--out needs a folder}; shift ;;
@@ -52,15 +54,16 @@ while [ $# -gt 0 ]; do
 done
 case "$PORT" in '' | *[!0-9]*) die "--port $PORT is not a number" ;; esac
 [ -z "$DATA" ] || [ -e "$DATA" ] || die "--data $DATA does not exist"
+[ -z "$WHEELHOUSE" ] || [ -d "$WHEELHOUSE" ] || die "--wheelhouse $WHEELHOUSE is not a folder (make one with setup/download_wheels.sh)"
 mkdir -p "$OUT" || die "cannot create the results folder $OUT"
 OUT=$(cd "$OUT" && pwd)
 
 # --- preflight ----------------------------------------------------------------------------------
 driver_major() { nvidia-smi --query-gpu=driver_version --format=csv,noheader 2>/dev/null | head -n1 | cut -d. -f1; }
 
-cuda_major_for_driver() { # driver major -> CUDA major of the image, or nothing if too old
+cuda_major_for_driver() { # driver major -> CUDA major (RAPIDS 26.10: CUDA 13 needs >= 580, 12 >= 535)
   local d=$1
-  if [ "$d" -ge 580 ]; then echo 13; elif [ "$d" -ge 525 ]; then echo 12; fi
+  if [ "$d" -ge 580 ]; then echo 13; elif [ "$d" -ge 535 ]; then echo 12; fi
 }
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -99,7 +102,7 @@ run_local() {
     d=$(driver_major) || true
     [ -n "$d" ] || die "--gpu: nvidia-smi finds no NVIDIA driver/GPU. Install the driver, or drop --gpu for the CPU."
     cu=$(cuda_major_for_driver "$d")
-    [ -n "$cu" ] || die "NVIDIA driver $d is too old for RAPIDS (needs >= 525): update the driver."
+    [ -n "$cu" ] || die "NVIDIA driver $d is too old for RAPIDS $RAPIDS_VERSION (needs >= 535 for CUDA 12, >= 580 for CUDA 13): update the driver."
     req=requirements-gpu-cu$cu.txt
   fi
   ensure_venv "$venv" "$req" "$WHEELHOUSE"
@@ -149,33 +152,66 @@ gpu_image() {
   d=$(driver_major) || true
   [ -n "$d" ] || die "no NVIDIA GPU/driver found (nvidia-smi fails). Use --local to run on the CPU."
   cu=$(cuda_major_for_driver "$d")
-  [ -n "$cu" ] || die "NVIDIA driver $d is too old for the RAPIDS $RAPIDS_VERSION images (need >= 525 for CUDA 12, >= 580 for CUDA 13): update the driver."
+  [ -n "$cu" ] || die "NVIDIA driver $d is too old for the RAPIDS $RAPIDS_VERSION images (need >= 535 for CUDA 12, >= 580 for CUDA 13): update the driver."
   echo "$IMAGE_REPO:$RAPIDS_VERSION-cuda$cu-py3.13"
 }
 
+# The folders the container writes, all on the host: results, kernel caches, downloads, and the
+# requirements installed into the image once (envs/, keyed by image and requirements).
+host_dirs() {
+  CACHE=$(cache_dir) ENVS="$ROOT/cache/envs"
+  mkdir -p "$CACHE" "$ROOT/data/cache" "$ENVS/home" || die "cannot create the cache folders under $ROOT"
+}
+
+# Dask's dashboard (port 8787 in the container) when the run starts Dask workers; JupyterLab always
+# (dask_workers is set in the notebook there).
+wants_dashboard() {
+  [ "$HEADLESS" = 0 ] && return 0
+  local p n
+  for p in "${PARAMS[@]}"; do
+    case "$p" in dask_workers=*) n=${p#dask_workers=}; case "$n" in '' | *[!0-9]*) ;; *) [ "$n" -gt 0 ] && return 0 ;; esac ;; esac
+  done
+  return 1
+}
+
+image_cuda() { echo "$1" | sed -E 's/.*-cuda([0-9]+).*/\1/'; }
+
 run_docker() {
   docker_preflight
-  local image port gb cache token
+  local image port gb token bind=127.0.0.1
   image=$(gpu_image)
-  gb=$(free_disk_gb "$(docker info --format '{{.DockerRootDir}}' 2>/dev/null || echo /var/lib/docker)")
-  [ -z "$gb" ] || [ "$gb" -ge "$MIN_DISK_GB" ] || die "only ${gb} GB free for docker images; the RAPIDS image needs about ${MIN_DISK_GB} GB. Free disk space."
-  cache=$(cache_dir); mkdir -p "$cache" "$ROOT/data/cache"
-  say "pulling $image (once; a few GB) ..."
-  docker pull "$image" >&2 || die "docker pull $image failed (network?)"
-  local common=(--rm --gpus all --shm-size=1g --ulimit memlock=-1 --ulimit stack=67108864
-    -v "$ROOT:/home/rapids/playbook:ro" -v "$OUT:/home/rapids/results" -v "$cache:/home/rapids/cache"
-    -v "$ROOT/data/cache:/home/rapids/data"
+  [ "$PUBLIC" = 0 ] || bind=0.0.0.0
+  if [ "$PULL" = 1 ] || ! docker image inspect "$image" >/dev/null 2>&1; then
+    gb=$(free_disk_gb "$(docker info --format '{{.DockerRootDir}}' 2>/dev/null || echo /var/lib/docker)")
+    [ -z "$gb" ] || [ "$gb" -ge "$MIN_DISK_GB" ] || die "only ${gb} GB free for docker images; the RAPIDS image needs about ${MIN_DISK_GB} GB. Free disk space."
+    say "pulling $image (a few GB; once: later starts use the local copy, --pull fetches it again) ..."
+    docker pull "$image" >&2 || die "docker pull $image failed (network? a proxy needs docker's own proxy settings)"
+  fi
+  host_dirs
+  # The image's user (rapids, uid 1001) cannot write the host user's folders. Run as the host user, with
+  # the image's conda group (owner of /opt/conda, mode 0770), so everything written stays the user's own
+  # and nothing is made world-writable. Rootless docker already maps the container's root to the user.
+  local user=(--user "$(id -u):$(id -g)" --group-add conda)
+  if docker info --format '{{.SecurityOptions}}' 2>/dev/null | grep -q rootless; then user=(--user 0:0); fi
+  local common=(--rm --gpus all --shm-size=1g --ulimit memlock=-1 --ulimit stack=67108864 "${user[@]}"
+    -v "$ROOT:/home/rapids/playbook:ro" -v "$OUT:/home/rapids/results" -v "$CACHE:/home/rapids/cache"
+    -v "$ROOT/data/cache:/home/rapids/data" -v "$ENVS:/home/rapids/envs"
+    -e HOME=/home/rapids/envs/home -e "PLAYBOOK_IMAGE=$image" -e "PLAYBOOK_CUDA=$(image_cuda "$image")"
     -e CUPY_CACHE_DIR=/home/rapids/cache/cupy -e NUMBA_CACHE_DIR=/home/rapids/cache/numba
     -e SCPLAYBOOK_DATA=/home/rapids/data -e "PLAYBOOK_WHEELHOUSE=${WHEELHOUSE:+/home/rapids/wheels}")
   [ -z "$WHEELHOUSE" ] || common+=(-v "$(cd "$WHEELHOUSE" && pwd):/home/rapids/wheels:ro")
+  if wants_dashboard; then
+    local dash
+    dash=$(PORT=8787 pick_port)
+    common+=(-p "$bind:$dash:8787" -e "DASK_DISTRIBUTED__DASHBOARD__LINK=http://127.0.0.1:$dash/status")
+    say "Dask dashboard (once the notebook starts Dask workers): http://127.0.0.1:$dash/status"
+  fi
   if [ "$HEADLESS" = 1 ]; then
     local args=()
     [ -z "$DATA" ] || { common+=(-v "$(cd "$(dirname "$DATA")" && pwd):/home/rapids/input:ro"); args+=(--data "/home/rapids/input/$(basename "$DATA")"); }
     exec docker run "${common[@]}" "$image" bash /home/rapids/playbook/setup/setup_playbook.sh --headless "${args[@]}" "${PARAMS[@]}"
   fi
   port=$(pick_port)
-  local bind=127.0.0.1
-  [ "$PUBLIC" = 0 ] || bind=0.0.0.0
   token=$(new_token); export JUPYTER_TOKEN=$token
   say "open: http://127.0.0.1:$port/lab/tree/scRNA_analysis_preprocessing.ipynb?token=$token"
   say "results are kept in $OUT on this machine; stop with Ctrl-C"
@@ -183,25 +219,49 @@ run_docker() {
     bash /home/rapids/playbook/setup/setup_playbook.sh
 }
 
+# Apptainer runs the image as the calling user, who cannot read /opt/conda (root:conda, 0770:
+# rapidsai/docker issue 669). So the image is built once into a local SIF whose /opt/conda and
+# /home/rapids are readable by everyone (nothing in it is writable); a site-provided SIF can be named
+# with PLAYBOOK_APPTAINER_IMAGE.
+apptainer_image() {
+  local tool=$1 image=$2 sif def
+  sif=${PLAYBOOK_APPTAINER_IMAGE:-${PLAYBOOK_APPTAINER_CACHE:-$ROOT/cache/apptainer}/$(printf '%s' "${image##*/}" | tr ':' '-').sif}
+  if [ -f "$sif" ] && [ "$PULL" = 0 ]; then echo "$sif"; return 0; fi
+  [ -z "${PLAYBOOK_APPTAINER_IMAGE:-}" ] || die "PLAYBOOK_APPTAINER_IMAGE=$sif does not exist"
+  mkdir -p "$(dirname "$sif")"
+  def="$(dirname "$sif")/build.def"
+  printf 'Bootstrap: docker\nFrom: %s\n\n%%post\n    chmod -R o+rX /opt/conda /home/rapids\n' "$image" > "$def"
+  say "building $sif from $image (once; a few GB) ..."
+  "$tool" build --fakeroot --force "$sif.part" "$def" >&2 \
+    || die "could not build $sif (needs --fakeroot, i.e. user namespaces; ask your admins, or build it where you can: $tool build $sif $def, then PLAYBOOK_APPTAINER_IMAGE=$sif)"
+  mv "$sif.part" "$sif"
+  echo "$sif"
+}
+
 run_apptainer() {
-  local tool image cache
+  local tool image sif ip=127.0.0.1
   tool=$(command -v apptainer || command -v singularity) || die "neither apptainer nor singularity is on PATH: load its module (module load apptainer) or use --local."
   image=$(gpu_image)
-  cache=$(cache_dir); mkdir -p "$cache" "$ROOT/data/cache"
+  sif=$(apptainer_image "$tool" "$image")
+  host_dirs
+  [ "$PUBLIC" = 0 ] || ip=0.0.0.0
   local common=(--nv --cleanenv --bind "$ROOT:/home/rapids/playbook:ro" --bind "$OUT:/home/rapids/results"
-    --bind "$cache:/home/rapids/cache" --bind "$ROOT/data/cache:/home/rapids/data"
+    --bind "$CACHE:/home/rapids/cache" --bind "$ROOT/data/cache:/home/rapids/data" --bind "$ENVS:/home/rapids/envs"
+    --env "PLAYBOOK_IMAGE=$image" --env "PLAYBOOK_CUDA=$(image_cuda "$image")"
     --env CUPY_CACHE_DIR=/home/rapids/cache/cupy --env NUMBA_CACHE_DIR=/home/rapids/cache/numba
-    --env SCPLAYBOOK_DATA=/home/rapids/data)
+    --env SCPLAYBOOK_DATA=/home/rapids/data --env "PLAYBOOK_IP=$ip")
+  [ -z "$WHEELHOUSE" ] || common+=(--bind "$(cd "$WHEELHOUSE" && pwd):/home/rapids/wheels:ro" --env PLAYBOOK_WHEELHOUSE=/home/rapids/wheels)
   if [ "$HEADLESS" = 1 ]; then
     local args=()
-    [ -z "$DATA" ] || args+=(--data "$(cd "$(dirname "$DATA")" && pwd)/$(basename "$DATA")")
-    exec "$tool" exec "${common[@]}" "docker://$image" bash /home/rapids/playbook/setup/setup_playbook.sh --headless "${args[@]}" "${PARAMS[@]}"
+    [ -z "$DATA" ] || { common+=(--bind "$(cd "$(dirname "$DATA")" && pwd):/home/rapids/input:ro"); args+=(--data "/home/rapids/input/$(basename "$DATA")"); }
+    exec "$tool" exec "${common[@]}" "$sif" bash /home/rapids/playbook/setup/setup_playbook.sh --headless "${args[@]}" "${PARAMS[@]}"
   fi
   local port
   port=$(pick_port)
   JUPYTER_TOKEN=$(new_token); export JUPYTER_TOKEN APPTAINERENV_JUPYTER_TOKEN=$JUPYTER_TOKEN
-  say "open (through an SSH tunnel to this node): http://127.0.0.1:$port/lab?token=$JUPYTER_TOKEN"
-  exec "$tool" exec "${common[@]}" --env "PLAYBOOK_PORT=$port" "docker://$image" \
+  say "JupyterLab on $ip:$port of this node; from your computer: ssh -L $port:127.0.0.1:$port $(hostname), then open"
+  say "  http://127.0.0.1:$port/lab/tree/scRNA_analysis_preprocessing.ipynb?token=$JUPYTER_TOKEN"
+  exec "$tool" exec "${common[@]}" --env "PLAYBOOK_PORT=$port" "$sif" \
     bash /home/rapids/playbook/setup/setup_playbook.sh
 }
 

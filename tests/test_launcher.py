@@ -18,8 +18,15 @@ FAKE_DOCKER = r"""#!/usr/bin/env bash
 printf '%s\n' "$(printf '%q ' "$@")" >> "$FAKE_LOG"
 printf 'TOKEN_LEN=%s\n' "${#JUPYTER_TOKEN}" >> "$FAKE_LOG"
 case "$1" in
+  image) [ "${FAKE_IMAGE:-missing}" = present ] || { echo "Error: No such image: $3" >&2; exit 1; } ;;
   info)
-    if [ "${2:-}" = "--format" ]; then echo "$FAKE_ROOTDIR"; exit 0; fi
+    if [ "${2:-}" = "--format" ]; then
+      case "$3" in
+        *SecurityOptions*) echo "[name=seccomp,profile=builtin${FAKE_ROOTLESS:+ name=rootless}]" ;;
+        *) echo "$FAKE_ROOTDIR" ;;
+      esac
+      exit 0
+    fi
     case "$FAKE_DOCKER" in
       perm) echo "permission denied while trying to connect to the Docker daemon socket" >&2; exit 1 ;;
       down) echo "Cannot connect to the Docker daemon. Is the docker daemon running?" >&2; exit 1 ;;
@@ -27,6 +34,14 @@ case "$1" in
       *) echo " Runtimes: io.containerd.runc.v2 nvidia runc" ;;
     esac ;;
 esac
+exit 0
+"""
+FAKE_APPTAINER = r"""#!/usr/bin/env bash
+printf '%s\n' "$(printf '%q ' "$@")" >> "$FAKE_LOG"
+if [ "$1" = build ]; then
+  [ -z "${FAKE_BUILD_FAILS:-}" ] || { echo "FATAL: could not use fakeroot" >&2; exit 255; }
+  out=("$@"); touch "${out[-2]}"
+fi
 exit 0
 """
 FAKE_SMI = r"""#!/usr/bin/env bash
@@ -45,7 +60,7 @@ def fake(tmp_path):
     for name, text in (
         ("docker", FAKE_DOCKER),
         ("nvidia-smi", FAKE_SMI),
-        ("apptainer", FAKE_DOCKER),
+        ("apptainer", FAKE_APPTAINER),
     ):
         (bin_ / name).write_text(text)
         (bin_ / name).chmod(0o755)
@@ -63,6 +78,7 @@ def fake(tmp_path):
 
     def run(*args, **extra):
         e = {**env, **extra}
+        log.unlink(missing_ok=True)
         p = subprocess.run(
             ["bash", str(LAUNCHER), "--out", str(tmp_path / "results"), *args],
             env=e, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
@@ -80,14 +96,68 @@ def _run_call(calls):
 
 
 @pytest.mark.parametrize(
-    ("driver", "tag"), [("580.95.05", "26.10-cuda13-py3.13"), ("550.54.15", "26.10-cuda12-py3.13")]
+    ("driver", "tag"),
+    [
+        ("580.95.05", "26.10-cuda13-py3.13"),
+        ("550.54.15", "26.10-cuda12-py3.13"),
+        ("535.183.01", "26.10-cuda12-py3.13"),
+    ],
 )
 def test_image_follows_driver(fake, driver, tag):
     p, calls = fake(FAKE_DRIVER=driver)
     assert p.returncode == 0, p.stderr
     args = _run_call(calls)
     assert f"nvcr.io/nvidia/rapidsai/notebooks:{tag}" in args
+    assert f"PLAYBOOK_CUDA={tag.split('cuda')[1][:2]}" in args
     assert any(c.startswith("pull ") and tag in c for c in calls)
+
+
+def test_pull_only_when_the_image_is_missing_or_asked(fake):
+    p, calls = fake(FAKE_IMAGE="present")
+    assert p.returncode == 0 and not [c for c in calls if c.startswith("pull ")], calls
+    assert _run_call(calls)
+    p, calls = fake("--pull", FAKE_IMAGE="present")
+    assert len([c for c in calls if c.startswith("pull ")]) == 1
+
+
+def test_container_runs_as_the_host_user_with_writable_host_folders(fake, tmp_path):
+    p, calls = fake("--headless")
+    args = _run_call(calls)
+    assert args[args.index("--user") + 1] == f"{os.getuid()}:{os.getgid()}"
+    assert args[args.index("--group-add") + 1] == "conda"  # /opt/conda is root:conda 0770
+    envs = ROOT / "cache" / "envs"
+    assert f"{envs}:/home/rapids/envs" in args and "HOME=/home/rapids/envs/home" in args
+    assert (envs / "home").is_dir() and not (envs.stat().st_mode & 0o002)  # not world-writable
+    assert "PLAYBOOK_IMAGE=nvcr.io/nvidia/rapidsai/notebooks:26.10-cuda13-py3.13" in args
+    p, calls = fake("--headless", FAKE_ROOTLESS="1")
+    args = _run_call(calls)
+    assert args[args.index("--user") + 1] == "0:0" and "--group-add" not in args
+
+
+def test_dask_dashboard_published_when_workers_are_asked(fake):
+    p, calls = fake("--headless", "--param", "dask_workers=2")
+    args = _run_call(calls)
+    assert args[args.index("-p") + 1].endswith(":8787")
+    assert any(a.startswith("DASK_DISTRIBUTED__DASHBOARD__LINK=http://127.0.0.1:") for a in args)
+    assert "Dask dashboard" in p.stderr
+    p, calls = fake("--headless", "--param", "dask_workers=0")
+    assert "-p" not in _run_call(calls)
+    p, calls = fake()  # JupyterLab: the notebook may start workers
+    ports = [a for i, a in enumerate(_run_call(calls)) if _run_call(calls)[i - 1] == "-p"]
+    assert sorted(x.rsplit(":", 1)[1] for x in ports) == ["8787", "8888"]
+
+
+def test_wheelhouse_is_mounted_read_only(fake, tmp_path):
+    house = tmp_path / "wheels"
+    house.mkdir()
+    p, calls = fake("--headless", "--wheelhouse", str(house))
+    args = _run_call(calls)
+    assert (
+        f"{house}:/home/rapids/wheels:ro" in args
+        and "PLAYBOOK_WHEELHOUSE=/home/rapids/wheels" in args
+    )
+    p, _ = fake("--headless", "--wheelhouse", str(tmp_path / "none"))
+    assert p.returncode == 2 and "is not a folder" in p.stderr
 
 
 def test_mounts_port_token_caches(fake, tmp_path):
@@ -96,8 +166,8 @@ def test_mounts_port_token_caches(fake, tmp_path):
     joined = " ".join(args)
     assert f"{ROOT}:/home/rapids/playbook:ro" in args
     assert f"{tmp_path / 'results'}:/home/rapids/results" in args
-    port = args[args.index("-p") + 1]
-    assert port.startswith("127.0.0.1:") and port.endswith(":8888")
+    port = [a for i, a in enumerate(args) if args[i - 1] == "-p" and a.endswith(":8888")][0]
+    assert port.startswith("127.0.0.1:")
     assert "JUPYTER_TOKEN" in args and not any(
         a.startswith("JUPYTER_TOKEN=") for a in args
     )  # value not on the command line
@@ -116,7 +186,7 @@ def test_mounts_port_token_caches(fake, tmp_path):
 def test_public_binds_all_interfaces_still_with_token(fake):
     p, calls = fake("--public")
     args = _run_call(calls)
-    assert args[args.index("-p") + 1].startswith("0.0.0.0:")
+    assert all(a.startswith("0.0.0.0:") for i, a in enumerate(args) if args[i - 1] == "-p")
     assert [int(c.split("=")[1]) for c in calls if c.startswith("TOKEN_LEN=")][-1] >= 48
 
 
@@ -137,6 +207,7 @@ def test_headless_in_container(fake, tmp_path):
         ({"FAKE_DOCKER": "nonvidia"}, 2, "NVIDIA Container Toolkit"),
         ({"FAKE_DRIVER": ""}, 2, "no NVIDIA GPU/driver found"),
         ({"FAKE_DRIVER": "470.82.01"}, 2, "driver 470 is too old"),
+        ({"FAKE_DRIVER": "530.30.02"}, 2, "driver 530 is too old"),
         ({"PLAYBOOK_MIN_DISK_GB": "100000000"}, 2, "GB free for docker images"),
     ],
 )
@@ -162,19 +233,54 @@ def test_port_taken_moves_on_and_range_exhausted(fake):
         socks.pop().close()  # base+20 is free now
         p, calls = fake("--port", str(base))
         assert p.returncode == 0 and f"port {base} is taken; using {base + 20}" in p.stderr
-        assert _run_call(calls)[_run_call(calls).index("-p") + 1] == f"127.0.0.1:{base + 20}:8888"
+        assert f"127.0.0.1:{base + 20}:8888" in _run_call(calls)
     finally:
         for s in socks:
             s.close()
 
 
-def test_apptainer_uses_nv_and_binds(fake):
-    p, calls = fake("--apptainer", "--headless")
+def test_apptainer_builds_a_readable_image_once_and_binds(fake, tmp_path):
+    sif = tmp_path / "rapids.sif"
+    data = tmp_path / "in" / "mine.h5ad"
+    data.parent.mkdir()
+    data.write_bytes(b"x")
+    env = {"PLAYBOOK_APPTAINER_CACHE": str(tmp_path)}
+    p, calls = fake("--apptainer", "--headless", "--data", str(data), **env)
+    builds = [shlex.split(c) for c in calls if c.startswith("build ")]
     execs = [shlex.split(c) for c in calls if c.startswith("exec ")]
-    assert p.returncode == 0 and len(execs) == 1, p.stderr
+    assert p.returncode == 0 and len(builds) == 1 and len(execs) == 1, p.stderr
+    b = builds[0]
+    assert "--fakeroot" in b
+    definition = Path(b[-1]).read_text()
+    assert "From: nvcr.io/nvidia/rapidsai/notebooks:26.10-cuda13-py3.13" in definition
+    assert "chmod -R o+rX /opt/conda /home/rapids" in definition  # rapidsai/docker#669
     a = execs[0]
-    assert "--nv" in a and "docker://nvcr.io/nvidia/rapidsai/notebooks:26.10-cuda13-py3.13" in a
+    built = Path(b[-2][: -len(".part")])
+    assert built.exists() and str(built) in a and "--nv" in a
     assert f"{ROOT}:/home/rapids/playbook:ro" in a and "CUPY_CACHE_DIR=/home/rapids/cache/cupy" in a
+    envs = ROOT / "cache" / "envs"  # the requirements, installed on the host
+    assert f"{envs}:/home/rapids/envs" in a
+    assert f"{data.parent}:/home/rapids/input:ro" in a and "/home/rapids/input/mine.h5ad" in a
+    assert "PLAYBOOK_IP=127.0.0.1" in a
+    p, calls = fake("--apptainer", "--public", **env)  # the second start builds nothing
+    assert not [c for c in calls if c.startswith("build ")]
+    a = [shlex.split(c) for c in calls if c.startswith("exec ")][0]
+    assert "PLAYBOOK_IP=0.0.0.0" in a
+    assert "ssh -L" in p.stderr
+    p, calls = fake("--apptainer", "--headless", PLAYBOOK_APPTAINER_IMAGE=str(sif))
+    assert p.returncode == 2 and f"PLAYBOOK_APPTAINER_IMAGE={sif} does not exist" in p.stderr
+    sif.touch()
+    p, calls = fake("--apptainer", "--headless", PLAYBOOK_APPTAINER_IMAGE=str(sif))
+    assert p.returncode == 0 and str(sif) in [c for c in calls if c.startswith("exec ")][0]
+
+
+def test_apptainer_without_fakeroot_says_how_to_build_it(fake, tmp_path):
+    p, calls = fake("--apptainer", "--headless", PLAYBOOK_APPTAINER_CACHE=str(tmp_path), FAKE_BUILD_FAILS="1")  # fmt: skip
+    assert (
+        p.returncode == 2 and "--fakeroot" in p.stderr and "PLAYBOOK_APPTAINER_IMAGE=" in p.stderr
+    )
+    assert not [c for c in calls if c.startswith("exec ")]
+    assert not list(tmp_path.glob("*.sif"))
 
 
 @pytest.mark.parametrize(
