@@ -39,7 +39,16 @@ ensure_venv() {
   if [ ! -x "$venv/bin/python" ]; then
     py=$(find_python) || { python_missing_help; exit 2; }
     say "creating a virtual environment in $venv with $py"
-    "$py" -m venv "$venv" || die "could not create $venv (is the venv module installed? e.g. apt install python3.12-venv)"
+    if ! "$py" -m venv "$venv" 2>/dev/null; then
+      # Debian/Ubuntu ship venv without ensurepip unless python3.X-venv is installed: pip from the
+      # wheelhouse serves instead (a pip wheel runs as a zip)
+      local pipwheel
+      pipwheel=$(find "${wheelhouse:-/nonexistent}" -maxdepth 1 -name 'pip-*.whl' 2>/dev/null | head -n1)
+      [ -n "$pipwheel" ] || die "could not create $venv: $py has no ensurepip (install it: e.g. sudo apt install python3.12-venv)"
+      rm -rf "$venv"
+      "$py" -m venv --without-pip "$venv" || die "could not create $venv with $py"
+      "$venv/bin/python" "$pipwheel/pip" install -q --no-index "$pipwheel" || die "could not install $pipwheel into $venv"
+    fi
   fi
   stamp="$venv/.playbook-installed"
   want=$(cat "$root"/setup/requirements-*.txt "$root/pyproject.toml" | cksum | cut -d' ' -f1)-$req

@@ -17,7 +17,7 @@ echo "== ruff (package, tests, notebook)"
 ruff check src tests benchmarks setup scRNA_analysis_preprocessing.ipynb
 ruff format --check src tests benchmarks setup scRNA_analysis_preprocessing.ipynb
 echo "== shellcheck"
-shellcheck -x setup/*.sh .ci/run
+shellcheck -x setup/*.sh benchmarks/*.sh .ci/run
 echo "== pytest"
 status=0
 python -m pytest "$@" || status=$?
