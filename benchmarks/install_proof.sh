@@ -70,8 +70,9 @@ case "$STAGE" in
       leidenalg papermill docrep scikit-misc scverse-misc legacy-api-wrap session-info2 texttable natsort
     .venv/bin/python -m pip list --format=freeze > "$LOG/image-before.txt"
     install -d -o 1001 -g 1001 "$S/results" "$S/envs" "$S/envs/home" "$S/cache" "$S/data"
-    d=$ROOT
-    while [ "$d" != / ]; do chmod o+x "$d"; d=$(dirname "$d"); done # let uid 1001 reach the stand-in
+    for d in "$ROOT" "$WH"; do # let uid 1001 reach the stand-in and the wheelhouse
+      while [ "$d" != / ]; do chmod o+x "$d"; d=$(dirname "$d"); done
+    done
     as1001() {
       env -i PATH=/usr/bin:/bin HOME="$S/envs/home" PLAYBOOK_DIR="$S/playbook" PLAYBOOK_RESULTS="$S/results" \
         PLAYBOOK_ENVS="$S/envs" PLAYBOOK_IMAGE_PYTHON="$ROOT/.venv/bin/python" PLAYBOOK_CUDA=13 \

@@ -43,7 +43,7 @@ ensure_venv() {
       # Debian/Ubuntu ship venv without ensurepip unless python3.X-venv is installed: pip from the
       # wheelhouse serves instead (a pip wheel runs as a zip)
       local pipwheel
-      pipwheel=$(find "${wheelhouse:-/nonexistent}" -maxdepth 1 -name 'pip-*.whl' 2>/dev/null | head -n1)
+      pipwheel=$(find "${wheelhouse:-/nonexistent}" -maxdepth 1 -name 'pip-*.whl' 2>/dev/null | head -n1 || true)
       [ -n "$pipwheel" ] || die "could not create $venv: $py has no ensurepip (install it: e.g. sudo apt install python3.12-venv)"
       rm -rf "$venv"
       "$py" -m venv --without-pip "$venv" || die "could not create $venv with $py"

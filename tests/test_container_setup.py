@@ -96,7 +96,8 @@ def test_setup_adds_requirements_once_and_runs_the_playbook(stage):
     (run,) = [d for d in (base / "results").iterdir() if d.name.startswith("run-")]
     assert (run / "STATUS").read_text().startswith("succeeded")
     assert (run / "adata.h5ad").stat().st_size > 0 and (run / "markers.csv").stat().st_size > 0
-    assert json.loads((run / "provenance.json").read_text())["backend"] == "cpu"
+    prov = json.loads((run / "provenance.json").read_text())
+    assert prov["backend"] == "cpu" and prov["versions"]["scplaybook"].endswith("+checkout")
     assert all(p.stat().st_uid == uid for p in run.rglob("*"))
     assert (base / "results/workspace/scRNA_analysis_preprocessing.ipynb").exists()
     # a second start installs nothing: with no index to install from, it still starts

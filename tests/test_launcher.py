@@ -317,3 +317,37 @@ def test_bad_options(fake):
     assert p.returncode == 2 and "not a number" in p.stderr
     p, _ = fake("--data", "/nonexistent/file.h5ad")
     assert p.returncode == 2 and "does not exist" in p.stderr
+
+
+def _python_without_ensurepip(tmp_path):
+    """A Python >= 3.12 whose venv module fails as Debian's does without python3.X-venv."""
+    fake = tmp_path / "python3.12"
+    fake.write_text(
+        f"""#!/usr/bin/env bash
+if [ "$1 $2" = "-m venv" ] && [ "$3" != "--without-pip" ]; then
+  echo "The virtual environment was not created successfully because ensurepip is not available." >&2
+  exit 1
+fi
+exec {sys.executable} "$@"
+"""
+    )
+    fake.chmod(0o755)
+    return fake
+
+
+def test_python_without_ensurepip_takes_pip_from_the_wheelhouse(fake, tmp_path):
+    house = tmp_path / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(house), "pip==26.3"],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    venv = tmp_path / "venv"
+    env = {"PLAYBOOK_PYTHON": str(_python_without_ensurepip(tmp_path)), "PLAYBOOK_VENV": str(venv)}
+    p, _ = fake("--local", "--headless", "--wheelhouse", str(house), **env)
+    # the venv and its pip came from the wheelhouse; the wheelhouse lacks the rest, which is said
+    assert p.returncode == 2 and "installing the pinned requirements" in p.stderr, p.stderr
+    assert "installing requirements-cpu.txt failed" in p.stderr
+    out = subprocess.run([venv / "bin/python", "-m", "pip", "--version"], capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == 0 and out.stdout.startswith("pip 26.3")
+    p, _ = fake("--local", "--headless", **{**env, "PLAYBOOK_VENV": str(tmp_path / "v2")})
+    assert p.returncode == 2 and "has no ensurepip (install it: e.g. sudo apt install python3.12-venv)" in p.stderr  # fmt: skip

@@ -18,8 +18,10 @@ from .io import read
 
 try:
     __version__ = version("scplaybook")
-except PackageNotFoundError:  # running from a checkout
-    __version__ = "0+unknown"
+except PackageNotFoundError:  # imported from a checkout (the container puts src/ on the path)
+    from ._settings import checkout_version
+
+    __version__ = checkout_version()
 
 __all__ = [
     "BackendError",

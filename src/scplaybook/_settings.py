@@ -48,3 +48,17 @@ class Settings:
 
 
 settings = Settings()
+
+
+def checkout_version() -> str:
+    """Return the version in the checkout's ``pyproject.toml`` (``"0+unknown"`` without one).
+
+    For the package imported from ``src/`` without being installed, as inside the container.
+    """
+    import tomllib
+
+    try:
+        meta = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
+        return f"{meta['project']['version']}+checkout"
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return "0+unknown"

@@ -28,10 +28,10 @@ if TYPE_CHECKING:
 NOTEBOOK_NAME = "scRNA_analysis_preprocessing.ipynb"
 STATUS_FILE = "STATUS"
 _VERSIONED = [
-    "scplaybook", "anndata", "scanpy", "numpy", "scipy", "pandas", "scikit-learn", "harmonypy",
+    "anndata", "scanpy", "numpy", "scipy", "pandas", "scikit-learn", "harmonypy",
     "igraph", "leidenalg", "umap-learn", "rapids-singlecell", "rapids-singlecell-cu12",
     "rapids-singlecell-cu13", "cupy-cuda12x", "cupy-cuda13x", "cuml-cu12", "cuml-cu13",
-    "cugraph-cu12", "cugraph-cu13", "papermill",
+    "cugraph-cu12", "cugraph-cu13", "cupy", "cuml", "cugraph", "cudf", "papermill",
 ]  # fmt: skip
 
 
@@ -71,7 +71,9 @@ def new_run_dir(base: str | Path = "results") -> Path:
 
 
 def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
+    import scplaybook
+
+    out = {"python": platform.python_version(), "scplaybook": scplaybook.__version__}
     for name in _VERSIONED:
         try:
             out[name] = version(name)
