@@ -1,10 +1,7 @@
 """scplaybook: one single-cell analysis, the same calls on GPU (rapids-singlecell) and CPU (scanpy)."""
 
-from importlib.metadata import PackageNotFoundError, version
-
 from . import datasets, get, io, pl, pp, runner, tl
-from ._backend import gpu_available, gpu_name, resolve_backend, set_backend
-from ._chunks import start_dask
+from ._backend import gpu_available, gpu_name, resolve_backend
 from ._errors import (
     BackendError,
     DownloadError,
@@ -13,15 +10,11 @@ from ._errors import (
     ParameterError,
     PlaybookError,
 )
-from ._settings import settings
+from ._session import set_backend, start_dask
+from ._settings import package_version, settings
 from .io import read
 
-try:
-    __version__ = version("scplaybook")
-except PackageNotFoundError:  # imported from a checkout (the container puts src/ on the path)
-    from ._settings import checkout_version
-
-    __version__ = checkout_version()
+__version__ = package_version()
 
 __all__ = [
     "BackendError",

@@ -70,22 +70,6 @@ def resolve_backend(backend: str | None = None) -> Literal["gpu", "cpu"]:
     return "gpu" if ok else "cpu"
 
 
-def set_backend(backend: str) -> Literal["gpu", "cpu"]:
-    """Set the session backend and return the one that will run.
-
-    On the GPU, the first time on a machine (an empty kernel cache), this also starts compiling
-    the later steps' kernels in the background (see :mod:`scplaybook._warmup`). The RMM memory
-    pool is set up by :func:`scplaybook.get.to_gpu`, which knows whether the data fit in one piece.
-    """
-    resolved = resolve_backend(backend)
-    settings.backend = backend  # type: ignore[assignment]
-    if resolved == "gpu":
-        from . import _warmup
-
-        _warmup.start()
-    return resolved
-
-
 def is_gpu_array(x: object) -> bool:
     """Return whether ``x`` is a CuPy array or CuPy sparse matrix (without importing CuPy)."""
     mod = type(x).__module__

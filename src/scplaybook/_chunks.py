@@ -128,7 +128,7 @@ def rows_to_dask(X, chunk_nnz: int, *, to_block: Callable | None = None, spread:
         src = source_of(X)
         if src is not None:
             return h5ad_rows(
-                src.path, src.shape, src.bounds, gpu=to_block is not None or _on_gpu(X),
+                src.path, src.shape, src.bounds, gpu=to_block is not None or on_gpu(X),
                 nnz=src.nnz, check=src.check, spread=spread,
             )  # fmt: skip
         X = X.map_blocks(to_block, meta=_gpu_meta(X.dtype)) if to_block else X
@@ -146,7 +146,7 @@ def rows_to_dask(X, chunk_nnz: int, *, to_block: Callable | None = None, spread:
     return _blocks_to_dask(blocks, X.shape[1], X.dtype, meta, spread=spread)
 
 
-def _on_gpu(X) -> bool:
+def on_gpu(X) -> bool:
     return is_gpu_array(X._meta)
 
 
@@ -221,7 +221,7 @@ def h5ad_rows(
 def read_rows(path: str, s: int, e: int, n_cols: int, gpu: bool, check: bool = True):
     """Rows ``s:e`` of ``X`` of a ``.h5ad`` (CSR) as float32/int32 CSR, on the GPU or the host.
 
-    ``check`` refuses values that are not counts (:func:`scplaybook.io._read.not_counts`).
+    ``check`` refuses values that are not counts (:func:`scplaybook._counts.not_counts`).
     """
     import h5py
 
@@ -254,8 +254,8 @@ def read_rows(path: str, s: int, e: int, n_cols: int, gpu: bool, check: bool = T
 
 
 def _refuse_non_counts(data, xp, path: str, s: int, e: int) -> None:
+    from ._counts import not_counts
     from ._errors import InputError
-    from .io._read import not_counts
 
     problem = not_counts(data, xp)
     if problem:
@@ -295,79 +295,6 @@ def take_cols(X, cols: np.ndarray):
     )
 
 
-def _detected_block(block) -> np.ndarray:
-    if getattr(block, "format", None) != "csr":
-        n = (block > 0).sum(axis=0)
-        return np.asarray(n.get() if is_gpu_array(n) else n).ravel()
-    if is_gpu_array(block):
-        from ._gpu import cells_per_gene as on_gpu
-
-        return on_gpu(block)
-    return np.bincount(block.indices[block.data > 0], minlength=block.shape[1])
-
-
-def _detected_part(block) -> tuple:
-    return (_detected_block(block),)
-
-
-def cells_per_gene(X) -> np.ndarray:
-    """Count the cells in which each gene is detected (chunk by chunk when ``X`` is chunked)."""
-    if not is_dask(X):
-        return _detected_block(X)
-    return _sum_over_chunks(X, _detected_part)[0]
-
-
-def _qc_chunk(block, sets: np.ndarray) -> tuple:
-    """Return a chunk's QC sums, per cell and per gene.
-
-    Per cell (host, cells x [counts, genes detected, counts in each gene set]); per gene (cells
-    detected, counts).
-    """
-    xp = _xp(block)
-    if is_gpu_array(block) and hasattr(block, "indptr"):
-        from . import _gpu
-
-        if _gpu._plain(block):
-            cells, detected, counts = _gpu.qc_sums(block, sets)
-            return _host(cells), (_host(detected).astype(np.int64), _host(counts))
-    w = xp.asarray(sets, dtype=xp.float32)
-    if hasattr(block, "indptr"):
-        data = block.data
-        counts = xp.asarray(block.sum(axis=1)).ravel()
-        genes = xp.diff(block.indptr).astype(xp.float64)
-        stored_zeros = data <= 0  # stored values that are not detections
-        if bool(stored_zeros.any()):
-            flags = type(block)(
-                (stored_zeros.astype(xp.float32), block.indices, block.indptr), shape=block.shape
-            )
-            genes -= xp.asarray(flags.sum(axis=1)).ravel()
-        in_sets = xp.asarray(block @ w).reshape(block.shape[0], -1)
-        gene_counts = xp.bincount(block.indices, weights=data, minlength=block.shape[1])
-    else:
-        counts = block.sum(axis=1)
-        genes = (block > 0).sum(axis=1).astype(xp.float64)
-        in_sets = block @ w
-        gene_counts = block.sum(axis=0, dtype=xp.float64)
-    cells = xp.column_stack([counts.astype(xp.float64), genes, in_sets.astype(xp.float64)])
-    return _host(cells), (_detected_block(block), _host(gene_counts).astype(np.float64))
-
-
-def qc_sums(X, sets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-cell and per-gene QC sums of chunked counts ``X``, in one pass over the chunks.
-
-    ``sets`` (genes x k, boolean): gene sets (mitochondrial, ribosomal...). Returns, as host
-    arrays: cells x (2 + k) [counts, genes detected, counts in each set]; cells detected and
-    counts per gene. The per-gene sums are added up where the chunks are.
-    """
-    import dask
-
-    parts = [dask.delayed(_qc_chunk, nout=2)(b, sets) for b, _, _ in _rows(X)]
-    total = dask.delayed(_add)(*_run_totals([genes for _, genes in parts]))
-    out = dask.compute(total, *[cells for cells, _ in parts])
-    (detected, gene_counts), cells = out[0], out[1:]
-    return np.concatenate(cells, axis=0), detected, gene_counts
-
-
 def gather(X):
     """One in-memory matrix from a chunked ``X``: CuPy or SciPy CSR, or dense CuPy/NumPy."""
     import dask
@@ -381,7 +308,7 @@ def gather(X):
         import scipy.sparse as sp
 
         return sp.vstack(blocks, format="csr")
-    return _xp(blocks[0]).concatenate(blocks, axis=0)
+    return xp_of(blocks[0]).concatenate(blocks, axis=0)
 
 
 def distributed_client():
@@ -394,79 +321,6 @@ def distributed_client():
         return None
 
 
-def start_dask(n_workers: int | None = 0, *, protocol: str = "tcp"):
-    """Start a local Dask cluster and make it the default client; the chunked steps then use it.
-
-    On the GPU backend a dask-cuda ``LocalCUDACluster`` with one worker per GPU (``n_workers``
-    GPUs, ``None`` for all); on the CPU a ``LocalCluster`` of ``n_workers`` single-threaded
-    processes. ``0`` starts nothing. Start it before :func:`scplaybook.read`: a ``.h5ad`` is then
-    read in row chunks, which the workers read, filter, normalise, select genes on, regress out,
-    scale and put through PCA; the later steps run on one GPU. The cluster stops with the process
-    (or with ``client.close(); client.cluster.close()``).
-
-    ``protocol="ucx"`` (dask-cuda with UCXX) moves GPU data between the processes over NVLink
-    and CUDA IPC instead of through host memory and TCP.
-
-    Returns
-    -------
-    The ``distributed.Client``, or ``None`` for ``n_workers=0``.
-    """
-    if n_workers == 0:
-        return None
-    if n_workers is not None and (not isinstance(n_workers, int) or n_workers < 0):
-        from ._errors import ParameterError
-
-        raise ParameterError(
-            f"dask_workers={n_workers!r}: give a number of workers (0 for no Dask cluster)."
-        )
-    import atexit
-
-    from distributed import Client
-
-    from ._backend import resolve_backend
-    from ._settings import logger
-
-    if resolve_backend() == "gpu":
-        from dask_cuda import LocalCUDACluster
-
-        cluster = LocalCUDACluster(n_workers=n_workers, protocol=protocol)
-        what = f"dask-cuda, one worker per GPU, {protocol}"
-    else:
-        from distributed import LocalCluster
-
-        cluster = LocalCluster(
-            n_workers=n_workers or 2, threads_per_worker=1, dashboard_address=None
-        )
-        what = "CPU processes"
-    client = Client(cluster)
-    atexit.register(cluster.close)
-    atexit.register(client.close)
-    if what.startswith("dask-cuda"):
-        from . import _warmup
-
-        client.run(_ready_gpu_worker)  # as this process is ready before its first step
-        _warmup.preload_graph_library(wait=True)  # not alongside the workers' first steps
-    logger.info(f"Dask cluster: {len(cluster.workers)} workers ({what})")
-    return client
-
-
-def _ready_gpu_worker() -> None:
-    """Load what a GPU worker's tasks use (CuPy, cuBLAS, cuSPARSE, rapids-singlecell) up front.
-
-    Otherwise the first step to use each pays for it on every worker (seconds for
-    rapids-singlecell's import).
-    """
-    import cupy as cp
-    import cupyx.scipy.sparse as csp
-    import rapids_singlecell  # noqa: F401
-
-    from . import _gpu  # noqa: F401
-
-    a = cp.ones((64, 64), cp.float32)
-    m = csp.random(64, 64, density=0.1, format="csr", dtype=cp.float32)
-    float((a.T @ a).sum() + (m @ a).sum() + m.toarray().sum())
-
-
 # --- regress-out, scaling and PCA over row chunks (with a distributed client: on its workers) ---
 # Each runs one pass that sums small per-chunk results (genes x covariates, per-gene moments, the
 # genes x genes Gram matrix) where the chunks are, in a tree, so that only the total reaches this
@@ -476,7 +330,7 @@ def _ready_gpu_worker() -> None:
 SUM_FAN_IN = 8
 
 
-def _xp(block):
+def xp_of(block):
     if is_gpu_array(block):
         import cupy
 
@@ -484,20 +338,20 @@ def _xp(block):
     return np
 
 
-def _host(a) -> np.ndarray:
+def to_host(a) -> np.ndarray:
     return a.get() if is_gpu_array(a) else np.asarray(a)
 
 
-def _dense_copy(block):
+def dense_copy(block):
     """Return a dense float32 copy of a chunk (never change chunks in place: Dask may reuse them)."""
     if hasattr(block, "toarray"):
-        return _dense(block)
-    return _xp(block).array(block, dtype=np.float32)
+        return dense(block)
+    return xp_of(block).array(block, dtype=np.float32)
 
 
-def _dense(block):
+def dense(block):
     """Return a chunk as a dense float32 array, a copy only where it must convert (read only)."""
-    xp = _xp(block)
+    xp = xp_of(block)
     if hasattr(block, "toarray"):
         if xp is not np:
             from ._gpu import to_dense
@@ -507,17 +361,17 @@ def _dense(block):
     return xp.asarray(block, dtype=xp.float32)
 
 
-def _rows(X):
+def row_blocks(X):
     offsets = np.cumsum([0, *X.chunks[0]])
     return list(zip(_blocks(X), offsets[:-1], offsets[1:], strict=True))
 
 
-def _add(*parts: tuple) -> tuple:
+def add_parts(*parts: tuple) -> tuple:
     return tuple(sum(p[i] for p in parts) for i in range(len(parts[0])))
 
 
-def _to_host(arrays: tuple) -> tuple:
-    return tuple(_host(a) for a in arrays)
+def all_to_host(arrays: tuple) -> tuple:
+    return tuple(to_host(a) for a in arrays)
 
 
 def _tree(parts: list):
@@ -526,16 +380,17 @@ def _tree(parts: list):
 
     while len(parts) > 1:
         parts = [
-            dask.delayed(_add)(*parts[i : i + SUM_FAN_IN]) for i in range(0, len(parts), SUM_FAN_IN)
+            dask.delayed(add_parts)(*parts[i : i + SUM_FAN_IN])
+            for i in range(0, len(parts), SUM_FAN_IN)
         ]
     return parts[0]
 
 
 def _sum_then(parts: tuple, finish: Callable, args: tuple):
-    return finish(_add(*parts), *args)
+    return finish(add_parts(*parts), *args)
 
 
-def _reduce_chunks(X, part: Callable, *row_arrays, finish: Callable = _to_host, args=()):
+def reduce_chunks(X, part: Callable, *row_arrays, finish: Callable = all_to_host, args=()):
     """``finish(sum over the chunks of part(chunk, *rows of row_arrays), *args)``, as a Delayed.
 
     The partial sums are added where they are computed: first over each worker's run of chunks
@@ -545,11 +400,11 @@ def _reduce_chunks(X, part: Callable, *row_arrays, finish: Callable = _to_host, 
     """
     import dask
 
-    parts = [dask.delayed(part)(b, *[a[s:e] for a in row_arrays]) for b, s, e in _rows(X)]
-    return dask.delayed(_sum_then)(tuple(_run_totals(parts)), finish, tuple(args))
+    parts = [dask.delayed(part)(b, *[a[s:e] for a in row_arrays]) for b, s, e in row_blocks(X)]
+    return dask.delayed(_sum_then)(tuple(run_totals(parts)), finish, tuple(args))
 
 
-def _run_totals(parts: list) -> list:
+def run_totals(parts: list) -> list:
     """Return the sums of per-chunk ``parts`` over each worker's run of chunks (one per worker)."""
     runs: dict = {}
     for p, owner in zip(parts, chunk_workers(len(parts)), strict=True):
@@ -557,15 +412,15 @@ def _run_totals(parts: list) -> list:
     return [_tree(run) for run in runs.values()]
 
 
-def _sum_over_chunks(X, part, *row_arrays) -> list[np.ndarray]:
+def sum_over_chunks(X, part, *row_arrays) -> list[np.ndarray]:
     """Sum ``part(chunk, *rows of row_arrays)`` (a tuple of arrays) over the chunks.
 
-    Added up where the chunks are (see :func:`_reduce_chunks`); only the total comes to this
+    Added up where the chunks are (see :func:`reduce_chunks`); only the total comes to this
     process, as host arrays.
     """
     import dask
 
-    (total,) = dask.compute(_reduce_chunks(X, part, *row_arrays))
+    (total,) = dask.compute(reduce_chunks(X, part, *row_arrays))
     return list(total)
 
 
@@ -580,7 +435,7 @@ def persist_chunks(X, blocks: list | None = None):
     import dask
 
     done = dask.persist(*(blocks if blocks is not None else _blocks(X)), optimize_graph=False)
-    meta = X._meta if blocks is None else _xp(X._meta).empty((0, 0), dtype=np.float32)
+    meta = X._meta if blocks is None else xp_of(X._meta).empty((0, 0), dtype=np.float32)
     dtype = X.dtype if blocks is None else np.float32
     out = _blocks_to_dask(list(zip(done, X.chunks[0], strict=True)), X.shape[1], dtype, meta)
     if distributed_client() is not None:
@@ -588,106 +443,11 @@ def persist_chunks(X, blocks: list | None = None):
     return out
 
 
-def _map_chunks(X, fn, *args, row_arrays=()):
+def map_chunks(X, fn, *args, row_arrays=()):
     """``fn(chunk, *rows of row_arrays, *args)`` for every chunk, as a new (dense) chunked array."""
     import dask
 
-    blocks = [dask.delayed(fn)(b, *[a[s:e] for a in row_arrays], *args) for b, s, e in _rows(X)]
+    blocks = [
+        dask.delayed(fn)(b, *[a[s:e] for a in row_arrays], *args) for b, s, e in row_blocks(X)
+    ]
     return persist_chunks(X, blocks)
-
-
-def _dtx_chunk(block, design):
-    xp = _xp(block)
-    d = xp.asarray(design.astype(np.float32))
-    return ((d.T @ _dense(block)).astype(xp.float64),)
-
-
-def _residual_chunk(block, design, beta):
-    from .pp._normalize import subtract_fit
-
-    xp = _xp(block)
-    x = _dense_copy(block)
-    subtract_fit(x, xp.asarray(design.astype(np.float32)), xp.asarray(beta), xp)
-    return x
-
-
-def regress_out(X, design: np.ndarray):
-    """Residuals of every gene after the least-squares fit on ``design`` (cells x covariates)."""
-    from .pp._normalize import fit_coefficients
-
-    (dtx,) = _sum_over_chunks(X, _dtx_chunk, design)
-    return _map_chunks(X, _residual_chunk, fit_coefficients(design, dtx), row_arrays=(design,))
-
-
-def _moments_chunk(block):
-    from .pp._pca import column_sum
-
-    xp, x = _xp(block), _dense(block)
-    return column_sum(x, xp), column_sum(x * x, xp)
-
-
-def _scale_chunk(block, mean, std, max_value):
-    xp = _xp(block)
-    x = _dense_copy(block)
-    x -= xp.asarray(mean)
-    x /= xp.asarray(std)
-    if max_value is not None:
-        xp.clip(x, -max_value, max_value, out=x)
-    return x
-
-
-def scale(X, max_value: float | None):
-    """Each gene to zero mean and unit variance (``n - 1``), clipped at ``max_value``, as scanpy.
-
-    Returns the scaled chunks and the genes' means and standard deviations.
-    """
-    n = X.shape[0]
-    total, squares = _sum_over_chunks(X, _moments_chunk)
-    mean = total / n
-    std = np.sqrt(np.maximum(squares / n - mean**2, 0) * n / (n - 1))
-    std[std == 0] = 1
-    out = _map_chunks(X, _scale_chunk, mean.astype(np.float32), std.astype(np.float32), max_value)
-    return out, mean, std
-
-
-def _gram_chunk(block):
-    from .pp._pca import gram
-
-    return gram(_dense(block), _xp(block))
-
-
-def _scores_chunk(block, mean, pcs):
-    from .pp._pca import project
-
-    xp = _xp(block)
-    return _host(project(_dense(block), xp.asarray(mean), xp.asarray(pcs)))
-
-
-def _components_host(sums: tuple, n: int, n_comps: int) -> tuple:
-    from .pp._pca import components
-
-    xtx, total = sums
-    return _to_host(components(xtx, total, n, n_comps, _xp(xtx)))
-
-
-def pca(X, n_comps: int):
-    """PCA of chunked ``X`` through its genes x genes covariance (see ``pp._pca.pca_from_gram``).
-
-    The covariance is summed where the chunks are and, on GPUs, decomposed there too, so that
-    only the loadings come to this process; the scores are computed where the chunks are.
-    Returns host arrays: scores, loadings, variances, variance ratios.
-    """
-    import dask
-
-    from .pp._pca import components
-
-    if _on_gpu(X):  # decomposed on a worker's GPU
-        (comps,) = dask.compute(
-            _reduce_chunks(X, _gram_chunk, finish=_components_host, args=(X.shape[0], n_comps))
-        )
-        mean, pcs, var, ratio = comps
-    else:  # here, where NumPy has all the cores (a CPU worker has one thread)
-        xtx, total = _sum_over_chunks(X, _gram_chunk)
-        mean, pcs, var, ratio = components(xtx, total, X.shape[0], n_comps, np)
-    scores = dask.compute(*[dask.delayed(_scores_chunk)(b, mean, pcs) for b, _, _ in _rows(X)])
-    return np.concatenate(scores, axis=0), pcs, var, ratio

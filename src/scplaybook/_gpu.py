@@ -5,7 +5,9 @@ Only called on the GPU path; CuPy is imported inside the functions.
 
 from __future__ import annotations
 
+import atexit
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -17,6 +19,7 @@ STAGE_BYTES = 1 << 27
 #: Threads that read a file in parallel, and bytes per read, for file -> GPU copies.
 READ_THREADS = 8
 READ_PIECE = 1 << 24
+_preloaded = False  # cuGraph started in this process (preload_graph_library)
 _pool = None  # (the RMM pool, the adaptor on top of it that counts the bytes in use)
 
 
@@ -520,3 +523,78 @@ def to_dense(X):
             (X.indptr, X.indices, X.data, np.int64(n_rows), np.int64(n_cols), out),
         )
     return out
+
+
+def gpu_partition(conn, algorithm: str, *, resolution: float, random_state: int) -> np.ndarray:
+    """Louvain or Leiden with cuGraph (pylibcugraph) on a symmetric graph in CSR form.
+
+    The same cuGraph algorithms and defaults that rapids-singlecell calls (at most 100 levels;
+    Louvain: modularity-gain threshold 1e-7; Leiden: theta 1, the seed), on the graph built
+    straight from the CSR arrays on the GPU (vertices 0..n-1, no renumbering), instead of through
+    cuDF edge lists: the same result, without the host-side edge-list copy and cuDF.
+    Returns one label per vertex (cuGraph's community numbers).
+    """
+    import cupy as cp
+    import cupyx.scipy.sparse as csp
+    import pylibcugraph as plc
+    import rapids_singlecell  # noqa: F401 - loads the RAPIDS stack (and its library paths)
+
+    g = conn if csp.issparse(conn) else csp.csr_matrix(conn.tocsr().astype(np.float32))
+    g = g.tocsr()
+    n = g.shape[0]
+    handle = plc.ResourceHandle()
+    graph = plc.SGGraph(
+        resource_handle=handle,
+        graph_properties=plc.GraphProperties(is_symmetric=True, is_multigraph=False),
+        src_or_offset_array=g.indptr.astype(cp.int32),
+        dst_or_index_array=g.indices.astype(cp.int32),
+        weight_array=g.data.astype(cp.float32),
+        store_transposed=False,
+        renumber=False,
+        do_expensive_check=False,
+        input_array_format="CSR",
+    )
+    if algorithm == "leiden":
+        vertices, parts, _ = plc.leiden(handle, random_state, graph, 100, resolution, 1.0, False)
+    else:  # cuGraph's Louvain takes no seed
+        vertices, parts, _ = plc.louvain(handle, graph, 100, 1e-7, resolution, False)
+    labels = cp.full(n, -1, dtype=cp.int64)
+    labels[vertices] = parts
+    labels = labels.get()
+    alone = labels < 0  # vertices cuGraph left out (none expected): one community each
+    labels[alone] = labels.max(initial=-1) + 1 + np.arange(int(alone.sum()))
+    return labels
+
+
+def preload_graph_library(*, wait: bool = False) -> None:
+    """Start cuGraph in a background thread of this process, once (see the module's docstring).
+
+    cuGraph's start-up (about 1.5 s) otherwise falls on the first clustering; a tiny Louvain and
+    Leiden run here instead. ``SCPLAYBOOK_NO_WARMUP=1`` turns it off.
+
+    ``wait``: return when it is done. :func:`scplaybook.start_dask` does so: there this process
+    shares its GPU with a Dask worker, whose kernels a cuGraph start-up running alongside
+    slowed (measured at 1.3M cells on an H200: regress-out, scaling and PCA 6.1 s against 4.4 s).
+    """
+    global _preloaded
+    if _preloaded or os.environ.get("SCPLAYBOOK_NO_WARMUP"):
+        return
+    _preloaded = True
+    thread = threading.Thread(target=_preload_cugraph, name="scplaybook-cugraph", daemon=True)
+    thread.start()
+    if wait:
+        thread.join()
+    else:
+        atexit.register(thread.join, 30)  # never tear CUDA down under a running cuGraph call
+
+
+def _preload_cugraph() -> None:
+    try:
+        import scipy.sparse as sp
+
+        g = sp.random(60, 60, density=0.2, random_state=0, format="csr", dtype=np.float32)
+        g = (g + g.T).tocsr()
+        gpu_partition(g, "louvain", resolution=1.0, random_state=0)
+        gpu_partition(g, "leiden", resolution=1.0, random_state=0)
+    except Exception:  # noqa: BLE001 - a warm-up that fails costs nothing but its time
+        pass

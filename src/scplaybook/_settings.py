@@ -50,13 +50,19 @@ class Settings:
 settings = Settings()
 
 
-def checkout_version() -> str:
-    """Return the version in the checkout's ``pyproject.toml`` (``"0+unknown"`` without one).
+def package_version() -> str:
+    """Return the installed package's version, or the checkout's (``"0.1.0+checkout"``).
 
-    For the package imported from ``src/`` without being installed, as inside the container.
+    The checkout's is read from ``pyproject.toml``, for the package imported from ``src/`` without
+    being installed, as inside the container (``"0+unknown"`` without one).
     """
     import tomllib
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        return version("scplaybook")
+    except PackageNotFoundError:
+        pass
     try:
         meta = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
         return f"{meta['project']['version']}+checkout"

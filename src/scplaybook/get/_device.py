@@ -74,9 +74,8 @@ def to_gpu(adata: AnnData, *, n_top_genes: int = 2000, chunked: bool | None = No
     """
     if resolve_backend() != "gpu" or x_on_gpu(adata):
         return adata
-    from .. import _warmup
     from .._chunks import read_rows
-    from .._gpu import csr_to_gpu, to_device, use_memory_pool
+    from .._gpu import csr_to_gpu, preload_graph_library, to_device, use_memory_pool
 
     free = free_gpu_bytes()
     X = adata.X
@@ -134,7 +133,7 @@ def to_gpu(adata: AnnData, *, n_top_genes: int = 2000, chunked: bool | None = No
             adata.X = csr_to_gpu(X.tocsr())
         else:
             adata.X = to_device(X)
-    _warmup.preload_graph_library()
+    preload_graph_library()
     return adata
 
 

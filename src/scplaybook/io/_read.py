@@ -12,6 +12,7 @@ import scipy.sparse as sp
 
 from .._backend import resolve_backend
 from .._chunks import distributed_client, is_dask
+from .._counts import not_counts
 from .._errors import InputError, ParameterError
 from .._settings import logger
 
@@ -431,26 +432,3 @@ def check_raw_counts(
             f"{source}: {n_zero_cells} cell(s) have no counts at all; QC filtering removes them."
         )
     return X
-
-
-def not_counts(data, xp=np) -> str | None:
-    """Say why the stored values ``data`` of a matrix are not raw counts, or ``None`` if they are.
-
-    ``xp`` is NumPy, or CuPy for values on the GPU (four reductions, no copy to the host).
-    """
-    if data.size == 0:
-        return None
-    if not bool(xp.isfinite(data).all()):
-        return "the matrix holds NaN or infinite values; raw counts are finite."
-    low, fractional = float(data.min()), bool(xp.any(data != xp.floor(data)))
-    if low < 0:
-        kind = "scaled (z-scored)" if fractional else "not counts"
-        return f"the matrix has negative values ({low:g}); it looks {kind}. The playbook needs raw UMI counts."
-    if fractional:
-        high = float(data.max())
-        what = "log-normalised" if high < 30 else "normalised, not raw counts"
-        return (
-            f"the matrix has non-integer values (max {high:.3g}); it looks {what}. The playbook "
-            "needs raw UMI counts (often in adata.raw or layers['counts'])."
-        )
-    return None

@@ -9,7 +9,17 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._backend import backend_for_X, is_gpu_array, rsc
-from .._chunks import distributed_client, gather, is_dask, persist_chunks
+from .._chunks import (
+    dense,
+    dense_copy,
+    distributed_client,
+    gather,
+    is_dask,
+    map_chunks,
+    persist_chunks,
+    sum_over_chunks,
+    xp_of,
+)  # fmt: skip
 from .._errors import ParameterError
 from .._settings import logger
 from .._subset import subset_var
@@ -145,9 +155,7 @@ def regress_out(adata: AnnData, keys: Sequence[str] = ("total_counts", "pct_coun
         [np.ones(adata.n_obs)] + [adata.obs[k].to_numpy(dtype=np.float64) for k in keys]
     )
     if is_dask(adata.X):  # row chunks kept across the workers of a distributed client
-        from .. import _chunks
-
-        adata.X = _chunks.regress_out(adata.X, cov)
+        adata.X = _regress_out_chunks(adata.X, cov)
         return adata
     if gpu:
         import cupy as xp
@@ -190,9 +198,7 @@ def scale(adata: AnnData, *, max_value: float | None = 10.0) -> AnnData:
     """Scale each gene to unit variance and zero mean, clipping at ``max_value``, in place."""
     gpu = note_backend(backend_for_X(adata, "scale")) == "gpu"
     if is_dask(adata.X):  # row chunks kept across the workers of a distributed client
-        from .. import _chunks
-
-        adata.X, adata.var["mean"], adata.var["std"] = _chunks.scale(adata.X, max_value)
+        adata.X, adata.var["mean"], adata.var["std"] = _scale_chunks(adata.X, max_value)
     elif gpu:
         rsc().pp.scale(adata, max_value=max_value)
     else:
@@ -200,3 +206,53 @@ def scale(adata: AnnData, *, max_value: float | None = 10.0) -> AnnData:
 
         sc.pp.scale(adata, max_value=max_value)
     return adata
+
+
+def _dtx_chunk(block, design):
+    xp = xp_of(block)
+    d = xp.asarray(design.astype(np.float32))
+    return ((d.T @ dense(block)).astype(xp.float64),)
+
+
+def _residual_chunk(block, design, beta):
+    xp = xp_of(block)
+    x = dense_copy(block)
+    subtract_fit(x, xp.asarray(design.astype(np.float32)), xp.asarray(beta), xp)
+    return x
+
+
+def _regress_out_chunks(X, design: np.ndarray):
+    """Residuals of every gene after the least-squares fit on ``design`` (cells x covariates)."""
+    (dtx,) = sum_over_chunks(X, _dtx_chunk, design)
+    return map_chunks(X, _residual_chunk, fit_coefficients(design, dtx), row_arrays=(design,))
+
+
+def _moments_chunk(block):
+    from ._pca import column_sum
+
+    xp, x = xp_of(block), dense(block)
+    return column_sum(x, xp), column_sum(x * x, xp)
+
+
+def _scale_chunk(block, mean, std, max_value):
+    xp = xp_of(block)
+    x = dense_copy(block)
+    x -= xp.asarray(mean)
+    x /= xp.asarray(std)
+    if max_value is not None:
+        xp.clip(x, -max_value, max_value, out=x)
+    return x
+
+
+def _scale_chunks(X, max_value: float | None):
+    """Each gene to zero mean and unit variance (``n - 1``), clipped at ``max_value``, as scanpy.
+
+    Returns the scaled chunks and the genes' means and standard deviations.
+    """
+    n = X.shape[0]
+    total, squares = sum_over_chunks(X, _moments_chunk)
+    mean = total / n
+    std = np.sqrt(np.maximum(squares / n - mean**2, 0) * n / (n - 1))
+    std[std == 0] = 1
+    out = map_chunks(X, _scale_chunk, mean.astype(np.float32), std.astype(np.float32), max_value)
+    return out, mean, std

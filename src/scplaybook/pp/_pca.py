@@ -7,7 +7,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .._backend import backend_for_X, is_gpu_array, rsc
-from .._chunks import is_dask
+from .._chunks import (
+    all_to_host,
+    dense,
+    is_dask,
+    on_gpu,
+    reduce_chunks,
+    row_blocks,
+    sum_over_chunks,
+    to_host,
+    xp_of,
+)  # fmt: skip
 from .._errors import ParameterError
 from .._settings import logger
 from .._timing import note_backend, timed
@@ -31,10 +41,8 @@ def pca(adata: AnnData, *, n_comps: int = 50, random_state: int = 0) -> AnnData:
         )
     gpu = note_backend(backend_for_X(adata, "pca")) == "gpu"
     if is_dask(adata.X):
-        from .. import _chunks
-
         logger.info(f"    PCA from the covariance, over {adata.X.numblocks[0]} row chunks")
-        _store(adata, *_chunks.pca(adata.X, n_comps), method="covariance (row chunks)")
+        _store(adata, *_pca_chunks(adata.X, n_comps), method="covariance (row chunks)")
         # X stays on the workers: the steps up to differential expression need only X_pca, and
         # moving X into this process (tens of GB at a million cells) is its own step there
     elif gpu and not hasattr(adata.X, "indptr") and _copy_would_not_fit(adata.X):
@@ -125,3 +133,38 @@ def components(xtx, total, n: int, n_comps: int, xp=np):
 def project(X, mean, pcs):
     """Scores of the rows of ``X`` on the loadings ``pcs`` (``X`` centred by ``mean``)."""
     return X @ pcs - mean.astype(pcs.dtype) @ pcs
+
+
+def _gram_chunk(block):
+    return gram(dense(block), xp_of(block))
+
+
+def _scores_chunk(block, mean, pcs):
+    xp = xp_of(block)
+    return to_host(project(dense(block), xp.asarray(mean), xp.asarray(pcs)))
+
+
+def _components_host(sums: tuple, n: int, n_comps: int) -> tuple:
+    xtx, total = sums
+    return all_to_host(components(xtx, total, n, n_comps, xp_of(xtx)))
+
+
+def _pca_chunks(X, n_comps: int):
+    """PCA of chunked ``X`` through its genes x genes covariance (see ``pp._pca.pca_from_gram``).
+
+    The covariance is summed where the chunks are and, on GPUs, decomposed there too, so that
+    only the loadings come to this process; the scores are computed where the chunks are.
+    Returns host arrays: scores, loadings, variances, variance ratios.
+    """
+    import dask
+
+    if on_gpu(X):  # decomposed on a worker's GPU
+        (comps,) = dask.compute(
+            reduce_chunks(X, _gram_chunk, finish=_components_host, args=(X.shape[0], n_comps))
+        )
+        mean, pcs, var, ratio = comps
+    else:  # here, where NumPy has all the cores (a CPU worker has one thread)
+        xtx, total = sum_over_chunks(X, _gram_chunk)
+        mean, pcs, var, ratio = components(xtx, total, X.shape[0], n_comps, np)
+    scores = dask.compute(*[dask.delayed(_scores_chunk)(b, mean, pcs) for b, _, _ in row_blocks(X)])
+    return np.concatenate(scores, axis=0), pcs, var, ratio

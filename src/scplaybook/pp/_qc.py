@@ -6,8 +6,18 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from .._backend import backend_for_X, rsc
-from .._chunks import cells_per_gene, distributed_client, is_dask, persist_chunks
+from .._backend import backend_for_X, is_gpu_array, rsc
+from .._chunks import (
+    add_parts,
+    distributed_client,
+    is_dask,
+    persist_chunks,
+    row_blocks,
+    run_totals,
+    sum_over_chunks,
+    to_host,
+    xp_of,
+)  # fmt: skip
 from .._errors import ParameterError
 from .._settings import logger
 from .._subset import subset_obs, subset_var
@@ -80,7 +90,7 @@ def _qc_in_chunks(adata: AnnData, qc_vars: tuple[str, ...]) -> None:
     With a distributed client, a matrix still on disk is first read onto the workers, each its own
     run of chunks; the chunks stay there for the steps that follow.
     """
-    from .._chunks import qc_sums, rows_to_dask, source_of
+    from .._chunks import rows_to_dask, source_of
 
     if source_of(adata.X) is not None and distributed_client() is not None:
         adata.X = rows_to_dask(adata.X, 0, spread=True)
@@ -207,3 +217,76 @@ def filter_genes(adata: AnnData, *, min_cells: int = 3) -> AnnData:
         adata.X = persist_chunks(adata.X)
     logger.info(f"    kept {int(mask.sum())} of {mask.size} genes")
     return adata
+
+
+def _detected_block(block) -> np.ndarray:
+    if getattr(block, "format", None) != "csr":
+        n = (block > 0).sum(axis=0)
+        return np.asarray(n.get() if is_gpu_array(n) else n).ravel()
+    if is_gpu_array(block):
+        from .._gpu import cells_per_gene as on_gpu
+
+        return on_gpu(block)
+    return np.bincount(block.indices[block.data > 0], minlength=block.shape[1])
+
+
+def _detected_part(block) -> tuple:
+    return (_detected_block(block),)
+
+
+def cells_per_gene(X) -> np.ndarray:
+    """Count the cells in which each gene is detected (chunk by chunk when ``X`` is chunked)."""
+    if not is_dask(X):
+        return _detected_block(X)
+    return sum_over_chunks(X, _detected_part)[0]
+
+
+def _qc_chunk(block, sets: np.ndarray) -> tuple:
+    """Return a chunk's QC sums, per cell and per gene.
+
+    Per cell (host, cells x [counts, genes detected, counts in each gene set]); per gene (cells
+    detected, counts).
+    """
+    xp = xp_of(block)
+    if is_gpu_array(block) and hasattr(block, "indptr"):
+        from .. import _gpu
+
+        if _gpu._plain(block):
+            cells, detected, counts = _gpu.qc_sums(block, sets)
+            return to_host(cells), (to_host(detected).astype(np.int64), to_host(counts))
+    w = xp.asarray(sets, dtype=xp.float32)
+    if hasattr(block, "indptr"):
+        data = block.data
+        counts = xp.asarray(block.sum(axis=1)).ravel()
+        genes = xp.diff(block.indptr).astype(xp.float64)
+        stored_zeros = data <= 0  # stored values that are not detections
+        if bool(stored_zeros.any()):
+            flags = type(block)(
+                (stored_zeros.astype(xp.float32), block.indices, block.indptr), shape=block.shape
+            )
+            genes -= xp.asarray(flags.sum(axis=1)).ravel()
+        in_sets = xp.asarray(block @ w).reshape(block.shape[0], -1)
+        gene_counts = xp.bincount(block.indices, weights=data, minlength=block.shape[1])
+    else:
+        counts = block.sum(axis=1)
+        genes = (block > 0).sum(axis=1).astype(xp.float64)
+        in_sets = block @ w
+        gene_counts = block.sum(axis=0, dtype=xp.float64)
+    cells = xp.column_stack([counts.astype(xp.float64), genes, in_sets.astype(xp.float64)])
+    return to_host(cells), (_detected_block(block), to_host(gene_counts).astype(np.float64))
+
+
+def qc_sums(X, sets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-cell and per-gene QC sums of chunked counts ``X``, in one pass over the chunks.
+
+    ``sets`` (genes x k, boolean): gene sets (mitochondrial, ribosomal...). Returns, as host
+    arrays: cells x (2 + k) [counts, genes detected, counts in each set]; cells detected and
+    counts per gene. The per-gene sums are added up where the chunks are.
+    """
+    import dask
+
+    parts = [dask.delayed(_qc_chunk, nout=2)(b, sets) for b, _, _ in row_blocks(X)]
+    total = dask.delayed(add_parts)(*run_totals([genes for _, genes in parts]))
+    out = dask.compute(total, *[cells for cells, _ in parts])
+    (detected, gene_counts), cells = out[0], out[1:]
+    return np.concatenate(cells, axis=0), detected, gene_counts

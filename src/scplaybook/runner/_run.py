@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._backend import gpu_name, set_backend
+from .._backend import gpu_name
 from .._errors import ParameterError, PlaybookError
-from .._settings import logger, settings
+from .._session import set_backend
+from .._settings import logger, package_version, settings
 from ..io import atomic_write, atomic_write_h5ad, atomic_write_text, write_checksums
 from ..io._checksums import sha256sum
 
@@ -71,9 +72,7 @@ def new_run_dir(base: str | Path = "results") -> Path:
 
 
 def _versions() -> dict[str, str]:
-    import scplaybook
-
-    out = {"python": platform.python_version(), "scplaybook": scplaybook.__version__}
+    out = {"python": platform.python_version(), "scplaybook": package_version()}
     for name in _VERSIONED:
         try:
             out[name] = version(name)

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .._backend import backend_for_graph, rsc
+from .._backend import backend_for_graph
 from .._errors import ParameterError
+from .._gpu import gpu_partition
 from .._timing import note_backend, timed
 
 if TYPE_CHECKING:
@@ -73,47 +74,6 @@ def _cluster(
         labels = np.asarray(part.membership)
     _store(adata, labels, key_added, params)
     return adata
-
-
-def gpu_partition(conn, algorithm: str, *, resolution: float, random_state: int) -> np.ndarray:
-    """Louvain or Leiden with cuGraph (pylibcugraph) on a symmetric graph in CSR form.
-
-    The same cuGraph algorithms and defaults that rapids-singlecell calls (at most 100 levels;
-    Louvain: modularity-gain threshold 1e-7; Leiden: theta 1, the seed), on the graph built
-    straight from the CSR arrays on the GPU (vertices 0..n-1, no renumbering), instead of through
-    cuDF edge lists: the same result, without the host-side edge-list copy and cuDF.
-    Returns one label per vertex (cuGraph's community numbers).
-    """
-    rsc()  # loads the RAPIDS stack (and its library paths)
-    import cupy as cp
-    import cupyx.scipy.sparse as csp
-    import pylibcugraph as plc
-
-    g = conn if csp.issparse(conn) else csp.csr_matrix(conn.tocsr().astype(np.float32))
-    g = g.tocsr()
-    n = g.shape[0]
-    handle = plc.ResourceHandle()
-    graph = plc.SGGraph(
-        resource_handle=handle,
-        graph_properties=plc.GraphProperties(is_symmetric=True, is_multigraph=False),
-        src_or_offset_array=g.indptr.astype(cp.int32),
-        dst_or_index_array=g.indices.astype(cp.int32),
-        weight_array=g.data.astype(cp.float32),
-        store_transposed=False,
-        renumber=False,
-        do_expensive_check=False,
-        input_array_format="CSR",
-    )
-    if algorithm == "leiden":
-        vertices, parts, _ = plc.leiden(handle, random_state, graph, 100, resolution, 1.0, False)
-    else:  # cuGraph's Louvain takes no seed
-        vertices, parts, _ = plc.louvain(handle, graph, 100, 1e-7, resolution, False)
-    labels = cp.full(n, -1, dtype=cp.int64)
-    labels[vertices] = parts
-    labels = labels.get()
-    alone = labels < 0  # vertices cuGraph left out (none expected): one community each
-    labels[alone] = labels.max(initial=-1) + 1 + np.arange(int(alone.sum()))
-    return labels
 
 
 @timed("leiden")
