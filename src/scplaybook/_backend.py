@@ -14,8 +14,6 @@ from ._errors import BackendError, ParameterError
 from ._settings import settings
 
 if TYPE_CHECKING:
-    from types import ModuleType
-
     from anndata import AnnData
 
 BACKENDS = ("auto", "gpu", "cpu")
@@ -109,11 +107,6 @@ def backend_for_graph(adata: AnnData, step: str) -> Literal["gpu", "cpu"]:
     if x_on_gpu(adata) and settings.backend == "cpu":
         backend_for_X(adata, step)
     return resolve_backend()
-
-
-def rsc() -> ModuleType:
-    """Import and return rapids_singlecell (only ever called on the GPU path)."""
-    return importlib.import_module("rapids_singlecell")
 
 
 def synchronize() -> None:

@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .._backend import backend_for_graph, rsc
+from .._dispatch import dispatch, results_to_host
 from .._errors import ParameterError
 from .._settings import logger
-from .._timing import note_backend, timed
+from .._timing import timed
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -58,16 +58,16 @@ def harmony_integrate(
         raise ParameterError(
             f"batch key {key!r} has a single value: there is no batch effect to correct."
         )
-    if note_backend(backend_for_graph(adata, "harmony_integrate")) == "gpu":
+    backend = dispatch(adata, "harmony_integrate")
+    if backend.gpu:
         import cupy as cp
 
-        rsc().pp.harmony_integrate(
+        backend.sc.pp.harmony_integrate(
             adata, key, basis=basis, adjusted_basis=adjusted_basis, dtype=cp.float32,
             max_iter_harmony=max_iter_harmony, random_state=random_state,
         )  # fmt: skip
-        emb = adata.obsm[adjusted_basis]
-        adata.obsm[adjusted_basis] = cp.asnumpy(emb) if not isinstance(emb, np.ndarray) else emb
-    else:
+        results_to_host(adata, obsm=[adjusted_basis])
+    else:  # harmonypy itself: scanpy's wrapper transposes harmonypy >= 0.1's Z_corr
         import harmonypy
 
         x = np.asarray(adata.obsm[basis], dtype=np.float64)

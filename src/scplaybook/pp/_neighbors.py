@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._backend import backend_for_graph, rsc
+from .._dispatch import dispatch
 from .._errors import ParameterError
-from .._timing import note_backend, timed
+from .._timing import timed
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -40,10 +40,5 @@ def neighbors(
             f"n_pcs={n_pcs} is more than the {adata.obsm[use_rep].shape[1]} columns of {use_rep}."
         )
     kw = {"n_neighbors": n_neighbors, "n_pcs": n_pcs, "use_rep": use_rep, "key_added": key_added}
-    if note_backend(backend_for_graph(adata, "neighbors")) == "gpu":
-        rsc().pp.neighbors(adata, random_state=random_state, **kw)
-    else:
-        import scanpy as sc
-
-        sc.pp.neighbors(adata, random_state=random_state, **kw)
+    dispatch(adata, "neighbors").sc.pp.neighbors(adata, random_state=random_state, **kw)
     return adata

@@ -8,7 +8,7 @@ import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
-from .._backend import backend_for_X, is_gpu_array, rsc
+from .._backend import is_gpu_array
 from .._chunks import (
     dense,
     dense_copy,
@@ -20,10 +20,11 @@ from .._chunks import (
     sum_over_chunks,
     xp_of,
 )  # fmt: skip
+from .._dispatch import dispatch
 from .._errors import ParameterError
 from .._settings import logger
 from .._subset import subset_var
-from .._timing import note_backend, timed
+from .._timing import timed
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -34,24 +35,14 @@ if TYPE_CHECKING:
 @timed("normalize total")
 def normalize_total(adata: AnnData, *, target_sum: float = 1e4) -> AnnData:
     """Scale each cell's counts to ``target_sum``, in place."""
-    if note_backend(backend_for_X(adata, "normalize_total")) == "gpu":
-        rsc().pp.normalize_total(adata, target_sum=target_sum)
-    else:
-        import scanpy as sc
-
-        sc.pp.normalize_total(adata, target_sum=target_sum)
+    dispatch(adata, "normalize_total", on="X").sc.pp.normalize_total(adata, target_sum=target_sum)
     return adata
 
 
 @timed("log1p")
 def log1p(adata: AnnData) -> AnnData:
     """Take ``log(1 + x)`` of ``X``, in place."""
-    if note_backend(backend_for_X(adata, "log1p")) == "gpu":
-        rsc().pp.log1p(adata)
-    else:
-        import scanpy as sc
-
-        sc.pp.log1p(adata)
+    dispatch(adata, "log1p", on="X").sc.pp.log1p(adata)
     return adata
 
 
@@ -88,12 +79,9 @@ def highly_variable_genes(
         raise ParameterError(
             f"n_top_genes={n_top_genes} is more than the {adata.n_vars} genes left after filtering."
         )
-    if note_backend(backend_for_X(adata, "highly_variable_genes")) == "gpu":
-        rsc().pp.highly_variable_genes(adata, n_top_genes=n_top_genes, flavor=flavor)
-    else:
-        import scanpy as sc
-
-        sc.pp.highly_variable_genes(adata, n_top_genes=n_top_genes, flavor=flavor)
+    dispatch(adata, "highly_variable_genes", on="X").sc.pp.highly_variable_genes(
+        adata, n_top_genes=n_top_genes, flavor=flavor
+    )
     chunked = is_dask(adata.X)
     if keep_raw and chunked:
         logger.info(
@@ -150,7 +138,7 @@ def regress_out(adata: AnnData, keys: Sequence[str] = ("total_counts", "pct_coun
         raise ParameterError(
             f"regress_out keys {missing} are not in obs; it has: {', '.join(map(str, adata.obs.columns))}."
         )
-    gpu = note_backend(backend_for_X(adata, "regress_out")) == "gpu"
+    gpu = dispatch(adata, "regress_out", on="X").gpu
     cov = np.column_stack(
         [np.ones(adata.n_obs)] + [adata.obs[k].to_numpy(dtype=np.float64) for k in keys]
     )
@@ -196,15 +184,11 @@ def subtract_fit(X, design32, beta, xp) -> None:
 @timed("scale")
 def scale(adata: AnnData, *, max_value: float | None = 10.0) -> AnnData:
     """Scale each gene to unit variance and zero mean, clipping at ``max_value``, in place."""
-    gpu = note_backend(backend_for_X(adata, "scale")) == "gpu"
+    backend = dispatch(adata, "scale", on="X")
     if is_dask(adata.X):  # row chunks kept across the workers of a distributed client
         adata.X, adata.var["mean"], adata.var["std"] = _scale_chunks(adata.X, max_value)
-    elif gpu:
-        rsc().pp.scale(adata, max_value=max_value)
     else:
-        import scanpy as sc
-
-        sc.pp.scale(adata, max_value=max_value)
+        backend.sc.pp.scale(adata, max_value=max_value)
     return adata
 
 

@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .._backend import backend_for_X, is_gpu_array, rsc
 from .._chunks import (
     all_to_host,
     dense,
@@ -18,9 +17,10 @@ from .._chunks import (
     to_host,
     xp_of,
 )  # fmt: skip
+from .._dispatch import dispatch, results_to_host
 from .._errors import ParameterError
 from .._settings import logger
-from .._timing import note_backend, timed
+from .._timing import timed
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -39,31 +39,22 @@ def pca(adata: AnnData, *, n_comps: int = 50, random_state: int = 0) -> AnnData:
         raise ParameterError(
             f"n_pcs={n_comps} is too many for {adata.n_obs} cells x {adata.n_vars} genes: use at most {limit}."
         )
-    gpu = note_backend(backend_for_X(adata, "pca")) == "gpu"
+    backend = dispatch(adata, "pca", on="X")
     if is_dask(adata.X):
         logger.info(f"    PCA from the covariance, over {adata.X.numblocks[0]} row chunks")
         _store(adata, *_pca_chunks(adata.X, n_comps), method="covariance (row chunks)")
         # X stays on the workers: the steps up to differential expression need only X_pca, and
         # moving X into this process (tens of GB at a million cells) is its own step there
-    elif gpu and not hasattr(adata.X, "indptr") and _copy_would_not_fit(adata.X):
+    elif backend.gpu and not hasattr(adata.X, "indptr") and _copy_would_not_fit(adata.X):
         import cupy as cp
 
         logger.info("    dense matrix too large to copy on the GPU: PCA from the covariance")
         parts = pca_from_gram(adata.X, n_comps, cp)
         _store(adata, *(a.get() for a in parts), method="covariance")
-    elif gpu:
-        rsc().pp.pca(adata, n_comps=n_comps, random_state=random_state)
-        # small results live on the host, where plots and the CPU-side steps read them
-        for store, key in ((adata.obsm, "X_pca"), (adata.varm, "PCs")):
-            if key in store and is_gpu_array(store[key]):
-                store[key] = store[key].get()
-        for k, v in adata.uns["pca"].items():
-            if is_gpu_array(v):
-                adata.uns["pca"][k] = v.get()
     else:
-        import scanpy as sc
-
-        sc.pp.pca(adata, n_comps=n_comps, random_state=random_state)
+        backend.sc.pp.pca(adata, n_comps=n_comps, random_state=random_state)
+        # small results live on the host, where plots and the CPU-side steps read them
+        results_to_host(adata, obsm=["X_pca"], varm=["PCs"], uns=["pca"])
     return adata
 
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from .._backend import backend_for_X, is_gpu_array, rsc
+from .._backend import is_gpu_array
 from .._chunks import (
     add_parts,
     distributed_client,
@@ -18,10 +18,11 @@ from .._chunks import (
     to_host,
     xp_of,
 )  # fmt: skip
+from .._dispatch import dispatch
 from .._errors import ParameterError
 from .._settings import logger
 from .._subset import subset_obs, subset_var
-from .._timing import note_backend, timed
+from .._timing import timed
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -70,15 +71,13 @@ def calculate_qc_metrics(
             "no mitochondrial genes found (no MT- or mt- prefix): pct_counts_mt will be 0."
         )
     adata.uns["qc"] = {"mito_prefix": prefix, "n_mt_genes": int(adata.var["mt"].sum())}
+    backend = dispatch(adata, "calculate_qc_metrics", on="X")
     if is_dask(adata.X):
-        note_backend(backend_for_X(adata, "calculate_qc_metrics"))
         _qc_in_chunks(adata, ("mt", "ribo"))
-    elif note_backend(backend_for_X(adata, "calculate_qc_metrics")) == "gpu":
-        rsc().pp.calculate_qc_metrics(adata, qc_vars=["mt", "ribo"], log1p=False)
-    else:
-        import scanpy as sc
-
-        sc.pp.calculate_qc_metrics(
+    elif backend.gpu:
+        backend.sc.pp.calculate_qc_metrics(adata, qc_vars=["mt", "ribo"], log1p=False)
+    else:  # scanpy's signature has percent_top and inplace; rapids-singlecell's has not
+        backend.sc.pp.calculate_qc_metrics(
             adata, qc_vars=["mt", "ribo"], percent_top=None, log1p=False, inplace=True
         )
     return adata
@@ -186,7 +185,7 @@ def filter_cells(
             f"Loosen the thresholds: n_genes_by_counts ranges {n_genes.min():.0f}-{n_genes.max():.0f}, "
             f"pct_counts_mt {pct_mt.min():.1f}-{pct_mt.max():.1f}."
         )
-    note_backend(backend_for_X(adata, "filter_cells"))
+    dispatch(adata, "filter_cells", on="X")
     adata.uns["filter_cells"] = {
         "method": method,
         **used,
@@ -203,7 +202,7 @@ def filter_cells(
 @timed("filter genes")
 def filter_genes(adata: AnnData, *, min_cells: int = 3) -> AnnData:
     """Remove genes detected in fewer than ``min_cells`` cells, in place."""
-    note_backend(backend_for_X(adata, "filter_genes"))
+    dispatch(adata, "filter_genes", on="X")
     n_cells = cells_per_gene(adata.X)
     mask = n_cells >= min_cells
     if not mask.any():

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .._backend import backend_for_graph
+from .._dispatch import dispatch
 from .._errors import ParameterError
 from .._gpu import gpu_partition
-from .._timing import note_backend, timed
+from .._timing import timed
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -55,7 +55,7 @@ def _cluster(
         "random_state": random_state,
         "neighbors_key": neighbors_key,
     }
-    if note_backend(backend_for_graph(adata, algorithm)) == "gpu":
+    if dispatch(adata, algorithm).gpu:  # cuGraph straight from the CSR (igraph on the CPU)
         labels = gpu_partition(conn, algorithm, resolution=resolution, random_state=random_state)
     else:
         import igraph as ig

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from .._backend import backend_for_graph, rsc
+from .._dispatch import dispatch
 from .._errors import ParameterError
 from .._settings import logger
-from .._timing import note_backend, timed
+from .._timing import timed
 from ..get._device import gather_x
 
 if TYPE_CHECKING:
@@ -80,24 +80,24 @@ def rank_genes_groups(
     )
     kw = {"groups": sel, "use_raw": use_raw, "key_added": key_added, "n_genes": n_genes}
     gather_x(adata)  # X still in row chunks on Dask workers: one matrix here from now on
-    if note_backend(backend_for_graph(adata, "rank_genes_groups")) == "gpu":
+    backend = dispatch(adata, "rank_genes_groups")
+    if backend.gpu:
         if method == "logreg":
             fit = _fits_gpu_memory(adata, use_raw)
-            rsc().tl.rank_genes_groups_logreg(fit, groupby, max_iter=max_iter, **kw)
+            backend.sc.tl.rank_genes_groups_logreg(fit, groupby, max_iter=max_iter, **kw)
             if fit is not adata:
                 adata.uns[key_added] = fit.uns[key_added]
         else:
-            rsc().tl.rank_genes_groups(adata, groupby, method="wilcoxon", **kw)
+            backend.sc.tl.rank_genes_groups(adata, groupby, method="wilcoxon", **kw)
     else:
         import warnings
 
-        import scanpy as sc
         from sklearn.exceptions import ConvergenceWarning
 
         extra = {"max_iter": max_iter} if method == "logreg" else {}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
-            sc.tl.rank_genes_groups(adata, groupby, method=method, **kw, **extra)
+            backend.sc.tl.rank_genes_groups(adata, groupby, method=method, **kw, **extra)
         for w in caught:
             if issubclass(w.category, ConvergenceWarning):
                 logger.info(

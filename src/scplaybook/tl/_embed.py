@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from .._backend import backend_for_graph, rsc
+from .._dispatch import dispatch, results_to_host
 from .._errors import ParameterError
-from .._timing import note_backend, timed
+from .._timing import timed
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -36,15 +36,8 @@ def umap(
         "min_dist": min_dist,
         "random_state": random_state,
     }
-    if note_backend(backend_for_graph(adata, "umap")) == "gpu":
-        rsc().tl.umap(adata, **kw)
-        emb = adata.obsm[key_added]
-        if not isinstance(emb, np.ndarray):
-            adata.obsm[key_added] = emb.get()
-    else:
-        import scanpy as sc
-
-        sc.tl.umap(adata, **kw)
+    dispatch(adata, "umap").sc.tl.umap(adata, **kw)
+    results_to_host(adata, obsm=[key_added])
     return adata
 
 
@@ -86,8 +79,8 @@ def tsne(
             f"there are {adata.n_obs}. Lower the perplexity."
         )
     X = np.asarray(adata.obsm[use_rep])[:, :n_pcs] if n_pcs else np.asarray(adata.obsm[use_rep])
-    if note_backend(backend_for_graph(adata, "tsne")) == "gpu":
-        rsc()  # loads the RAPIDS stack
+    if dispatch(adata, "tsne").gpu:
+        import rapids_singlecell  # noqa: F401 - loads the RAPIDS stack (and its library paths)
         from cuml.manifold import TSNE
 
         if method == "auto":

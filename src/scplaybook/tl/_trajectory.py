@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .._backend import backend_for_graph, rsc
+from .._dispatch import Backend, dispatch, results_to_host
 from .._errors import ParameterError
 from .._timing import note_backend, timed
 
@@ -16,18 +16,9 @@ if TYPE_CHECKING:
     from anndata import AnnData
 
 
-def _diffmap(adata: AnnData, neighbors_key: str | None, n_comps: int) -> None:
-    if note_backend(backend_for_graph(adata, "diffmap")) == "gpu":
-        rsc().tl.diffmap(adata, n_comps=n_comps, neighbors_key=neighbors_key)
-        for k in ("X_diffmap",):
-            if not isinstance(adata.obsm[k], np.ndarray):
-                adata.obsm[k] = adata.obsm[k].get()
-        ev = adata.uns["diffmap_evals"]
-        adata.uns["diffmap_evals"] = ev.get() if hasattr(ev, "get") else np.asarray(ev)
-    else:
-        import scanpy as sc
-
-        sc.tl.diffmap(adata, n_comps=n_comps, neighbors_key=neighbors_key)
+def _diffmap(adata: AnnData, neighbors_key: str | None, n_comps: int, backend: Backend) -> None:
+    backend.sc.tl.diffmap(adata, n_comps=n_comps, neighbors_key=neighbors_key)
+    results_to_host(adata, obsm=["X_diffmap"], uns=["diffmap_evals"])
 
 
 @timed("diffusion map")
@@ -37,7 +28,7 @@ def diffmap(adata: AnnData, *, neighbors_key: str | None = None, n_comps: int = 
         raise ParameterError(
             f"no neighbor graph {neighbors_key or 'neighbors'!r}: run pp.neighbors first."
         )
-    _diffmap(adata, neighbors_key, n_comps)
+    _diffmap(adata, neighbors_key, n_comps, dispatch(adata, "diffmap"))
     return adata
 
 
@@ -104,11 +95,11 @@ def dpt(
         raise ParameterError(
             f"the lineage {wanted} has {sub.n_obs} cells: too few for {n_neighbors} neighbours."
         )
-    if note_backend(backend_for_graph(adata, "dpt")) == "gpu":
-        rsc().pp.neighbors(sub, n_neighbors=n_neighbors, use_rep=use_rep, random_state=random_state)
-    else:
-        sc.pp.neighbors(sub, n_neighbors=n_neighbors, use_rep=use_rep, random_state=random_state)
-    _diffmap(sub, None, max(n_dcs, 2) + 1)
+    backend = dispatch(adata, "dpt")
+    backend.sc.pp.neighbors(
+        sub, n_neighbors=n_neighbors, use_rep=use_rep, random_state=random_state
+    )
+    _diffmap(sub, None, max(n_dcs, 2) + 1, backend)
     dc = sub.obsm["X_diffmap"][:, 1 : n_dcs + 1]
     in_root = (sub.obs[groupby].astype(str) == root_group).to_numpy()
     iroot = _root_cell(dc, in_root)
