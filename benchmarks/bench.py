@@ -191,6 +191,9 @@ def ours(path: str, gpu: bool, clock: Clock, chunk_cells: int | None = None) -> 
     """The same steps and parameters through scplaybook (what the playbook notebook calls)."""
     import scplaybook as scp
     from scplaybook._chunks import is_dask
+    from scplaybook._recipe import ORIGINAL
+    from scplaybook._recipe import STEP_NAMES as RECIPE_STEPS
+    from scplaybook._recipe import run as run_recipe
 
     scp.set_backend("gpu" if gpu else "cpu")
     with clock.step("load"):
@@ -199,47 +202,9 @@ def ours(path: str, gpu: bool, clock: Clock, chunk_cells: int | None = None) -> 
     if gpu:
         with clock.step("to GPU"):
             scp.get.to_gpu(adata)
-    with clock.step("QC"):
-        scp.pp.calculate_qc_metrics(adata)
-    with clock.step("filter"):
-        scp.pp.filter_cells(adata, min_genes=None, max_genes=5000, max_pct_mt=20)
-        scp.pp.filter_genes(adata, min_cells=3)
-    with clock.step("normalize + log1p"):
-        scp.pp.normalize_total(adata, target_sum=1e4)
-        scp.pp.log1p(adata)
-    with clock.step("HVG + raw + subset"):
-        scp.pp.highly_variable_genes(adata, n_top_genes=5000)
-    with clock.step("regress out"):
-        scp.pp.regress_out(adata, keys=["total_counts", "pct_counts_mt"])
-    with clock.step("scale"):
-        scp.pp.scale(adata, max_value=10)
-    with clock.step("PCA"):
-        scp.pp.pca(adata, n_comps=100)
-    with clock.step("kNN + UMAP"):
-        scp.pp.neighbors(adata, n_neighbors=15, n_pcs=40)
-        scp.tl.umap(adata)
-    with clock.step("Louvain"):
-        scp.tl.louvain(adata, resolution=0.6)
-    with clock.step("Leiden"):
-        scp.tl.leiden(adata, resolution=0.6)
-    with clock.step("Harmony"):
-        scp.pp.harmony_integrate(adata, "assay")
-    with clock.step("kNN/UMAP/clusters (Harmony)"):
-        scp.pp.neighbors(
-            adata, n_neighbors=15, n_pcs=40, use_rep="X_pca_harmony", key_added="harmony"
-        )
-        scp.tl.umap(adata, neighbors_key="harmony", key_added="X_umap_harmony")
-        scp.tl.louvain(adata, resolution=0.6, neighbors_key="harmony", key_added="louvain_harmony")
-        scp.tl.leiden(adata, resolution=0.6, neighbors_key="harmony", key_added="leiden_harmony")
-    with clock.step("t-SNE"):
-        scp.tl.tsne(adata, use_rep="X_pca_harmony", n_pcs=40, perplexity=30)
-    if is_dask(adata.X):  # X on Dask workers: timed apart from DE, which would gather it
-        with clock.step("gather X"):
-            scp.get.gather_x(adata)
-    with clock.step("logreg DE"):
-        scp.tl.rank_genes_groups(adata, "cell_type", method="logreg", use_raw=False)
-    with clock.step("diffmap"):
-        scp.tl.diffmap(adata, neighbors_key="harmony")
+    # the playbook's recipe with the original notebook's parameters; DE by logreg only, as there
+    only = [n for n in RECIPE_STEPS if n != "Wilcoxon DE" and (n != "gather X" or is_dask(adata.X))]
+    run_recipe(adata, ORIGINAL, only=only, step=clock.step)
     return adata
 
 

@@ -16,6 +16,8 @@ import pstats
 import time
 
 import scplaybook as scp
+from scplaybook._recipe import ORIGINAL, STEP_NAMES
+from scplaybook._recipe import run as run_recipe
 
 #: The functions worth seeing in the cumulative listing (ours, AnnData's, rapids-singlecell's and
 #: Dask's entry points), as a regular expression on pstats' file:line(function) column.
@@ -48,20 +50,16 @@ def main() -> None:
     scp.set_backend("gpu" if scp.gpu_available() else "cpu")
     client = scp.start_dask(args.workers)
     a = scp.read(args.data, check_counts=False)
-    steps = [
-        ("to GPU", lambda: scp.get.to_gpu(a)),
-        ("QC", lambda: scp.pp.calculate_qc_metrics(a)),
-        ("filter cells", lambda: scp.pp.filter_cells(a, min_genes=None, max_genes=5000)),
-        ("filter genes", lambda: scp.pp.filter_genes(a, min_cells=3)),
-        ("normalize + log1p", lambda: (scp.pp.normalize_total(a), scp.pp.log1p(a))),
-        ("HVG", lambda: scp.pp.highly_variable_genes(a, n_top_genes=args.n_top_genes)),
-        ("regress out", lambda: scp.pp.regress_out(a)),
-        ("scale", lambda: scp.pp.scale(a, max_value=10)),
-        ("PCA", lambda: scp.pp.pca(a, n_comps=min(100, args.n_top_genes - 1))),
-    ]
+    # the recipe's preprocessing with the original notebook's parameters
+    params = {
+        **ORIGINAL,
+        "n_top_genes": args.n_top_genes,
+        "n_comps": min(100, args.n_top_genes - 1),
+    }
     try:
-        for name, step in steps:
-            profile(name, step)
+        profile("to GPU", lambda: scp.get.to_gpu(a))
+        for name in STEP_NAMES[: STEP_NAMES.index("PCA") + 1]:
+            profile(name, lambda name=name: run_recipe(a, params, only=[name]))
     finally:
         client.close()
         client.cluster.close()

@@ -44,6 +44,8 @@ def main() -> None:
     from sklearn.metrics import adjusted_rand_score
 
     import scplaybook as scp
+    from scplaybook._recipe import ORIGINAL, STEP_NAMES
+    from scplaybook._recipe import run as run_recipe
 
     rows = []
 
@@ -58,29 +60,8 @@ def main() -> None:
     scp.set_backend("gpu")
     a = step("read", scp.read, args.data, check_counts=False)
     step("to GPU", scp.get.to_gpu, a)
-    step("QC", scp.pp.calculate_qc_metrics, a)
-    step("filter cells", scp.pp.filter_cells, a, min_genes=None, max_genes=5000, max_pct_mt=20)
-    step("filter genes", scp.pp.filter_genes, a, min_cells=3)
-    step("normalize", scp.pp.normalize_total, a, target_sum=1e4)
-    step("log1p", scp.pp.log1p, a)
-    step("HVG + raw + subset", scp.pp.highly_variable_genes, a, n_top_genes=5000)
-    step("regress out", scp.pp.regress_out, a, keys=["total_counts", "pct_counts_mt"])
-    step("scale", scp.pp.scale, a, max_value=10)
-    step("PCA", scp.pp.pca, a, n_comps=100)
-    step("neighbors", scp.pp.neighbors, a, n_neighbors=15, n_pcs=40)
-    step("umap", scp.tl.umap, a)
-    step("louvain (first call)", scp.tl.louvain, a, resolution=0.6)
-    step("leiden", scp.tl.leiden, a, resolution=0.6)
-    step("harmony", scp.pp.harmony_integrate, a, "assay")
-    kw = {"n_neighbors": 15, "n_pcs": 40, "use_rep": "X_pca_harmony", "key_added": "harmony"}
-    step("neighbors (harmony)", scp.pp.neighbors, a, **kw)
-    step("umap (harmony)", scp.tl.umap, a, neighbors_key="harmony", key_added="X_umap_harmony")
-    step("louvain (harmony)", scp.tl.louvain, a, resolution=0.6, neighbors_key="harmony")
-    step("leiden (harmony)", scp.tl.leiden, a, resolution=0.6, neighbors_key="harmony")
-    step("t-SNE", scp.tl.tsne, a, use_rep="X_pca_harmony", n_pcs=40, perplexity=30)
-    step("logreg", scp.tl.rank_genes_groups, a, "cell_type", method="logreg", use_raw=False)
-    step("diffmap", scp.tl.diffmap, a, neighbors_key="harmony")
-    step("wilcoxon (raw)", scp.tl.rank_genes_groups, a, "cell_type", method="wilcoxon")
+    for name in STEP_NAMES:  # the recipe with the original notebook's parameters, step by step
+        step(name, run_recipe, a, ORIGINAL, only=[name])
 
     if args.steps_only:
         args.out.write_text(json.dumps({"steps": rows}, indent=1))

@@ -45,15 +45,9 @@ def neighbour_label_agreement(emb, labels, k: int = 15) -> float:
 
 
 def preprocess(adata: ad.AnnData, *, n_top_genes: int = 2000, n_comps: int | None = 20):
-    """QC, filters, normalisation and HVG with the defaults; then regress out, scale and PCA."""
-    scp.pp.calculate_qc_metrics(adata)
-    scp.pp.filter_cells(adata)
-    scp.pp.filter_genes(adata)
-    scp.pp.normalize_total(adata)
-    scp.pp.log1p(adata)
-    scp.pp.highly_variable_genes(adata, n_top_genes=n_top_genes)
-    if n_comps:
-        scp.pp.regress_out(adata)
-        scp.pp.scale(adata)
-        scp.pp.pca(adata, n_comps=n_comps)
-    return adata
+    """The recipe's QC, filters, normalisation and HVG; then regress out, scale and PCA."""
+    from scplaybook._recipe import STEP_NAMES, run
+
+    last = "PCA" if n_comps else "HVG + raw + subset"
+    only = STEP_NAMES[: STEP_NAMES.index(last) + 1]
+    return run(adata, {"n_top_genes": n_top_genes, "n_comps": n_comps or 50}, only=only)

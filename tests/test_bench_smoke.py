@@ -67,6 +67,6 @@ def test_profile_dask_steps_prints_every_step():
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     walls = dict(re.findall(r"^===== (.+): ([\d.]+) s$", p.stdout, re.M))
-    assert list(walls) == ["to GPU", "QC", "filter cells", "filter genes", "normalize + log1p",
-                           "HVG", "regress out", "scale", "PCA"]  # fmt: skip
+    assert list(walls) == ["to GPU", "QC", "filter", "normalize + log1p", "HVG + raw + subset",
+                           "regress out", "scale", "PCA"]  # fmt: skip
     assert "_chunks.py" in p.stdout  # our chunked functions show in the listing

@@ -58,38 +58,28 @@ def start() -> list[subprocess.Popen]:
 def _run(part: str) -> None:
     import pandas as pd
 
-    from . import datasets, get, pp, tl
+    from . import datasets, get
+    from ._recipe import STEP_NAMES, run
     from ._settings import settings
 
     settings.backend = "gpu"
     rng = np.random.default_rng(0)
-    if part == "de":
+    if part == "de":  # the recipe's preprocessing and DE, on a small dataset
         a = datasets.synthetic_pbmc(2000, 2100, device="gpu", progress=False)
         get.to_gpu(a)
-        pp.calculate_qc_metrics(a)
-        pp.filter_cells(a, min_genes=None, max_genes=5000, max_pct_mt=20)
-        pp.filter_genes(a, min_cells=3)
-        pp.normalize_total(a)
-        pp.log1p(a)
-        pp.highly_variable_genes(a, n_top_genes=500)
-        pp.regress_out(a, keys=["total_counts", "pct_counts_mt"])
-        pp.scale(a)
-        pp.pca(a, n_comps=20)
-        tl.rank_genes_groups(a, "cell_type", method="logreg", use_raw=False)
-        tl.rank_genes_groups(a, "cell_type", method="wilcoxon")
+        pre = STEP_NAMES[: STEP_NAMES.index("PCA") + 1]
+        run(a, {"min_genes": None, "n_top_genes": 500, "n_comps": 20}, only=pre)
+        run(a, only=["logreg DE", "Wilcoxon DE"])
     else:
         import anndata as ad
 
         n = 3000
         a = ad.AnnData(np.zeros((n, 1), np.float32))
         a.obsm["X_pca"] = rng.normal(size=(n, 50)).astype(np.float32)
-        a.obs["batch"] = pd.Categorical(rng.choice(["a", "b", "c"], n))
-        if part == "harmony":
-            pp.harmony_integrate(a, "batch")
-        else:
-            pp.neighbors(a, n_neighbors=15, n_pcs=40)
-            tl.umap(a)
-            tl.diffmap(a)
+        a.obsm["X_pca_harmony"] = a.obsm["X_pca"].copy()
+        a.obs["assay"] = pd.Categorical(rng.choice(["a", "b", "c"], n))
+        steps = ["Harmony"] if part == "harmony" else ["kNN/UMAP/clusters (Harmony)", "diffmap"]
+        run(a, only=steps)
     _marker(part).touch()
 
 
