@@ -14,7 +14,8 @@ import nbformat
 import pytest
 
 import scplaybook as scp
-from scplaybook.io import atomic_write, atomic_write_text
+from scplaybook.io._write import atomic_write, atomic_write_text
+from scplaybook.runner._run import new_run_dir
 
 from .test_fetch import BODY, SHA
 
@@ -102,7 +103,7 @@ def test_read_only_output_folder(tmp_path):
         with pytest.raises(scp.PlaybookError, match="Cannot write"):
             atomic_write_text(ro / "x.json", "{}")
         with pytest.raises(scp.PlaybookError, match="cannot create a run folder"):
-            scp.runner.new_run_dir(ro)
+            new_run_dir(ro)
     finally:
         ro.chmod(0o700)
 
@@ -111,7 +112,7 @@ def test_unwritable_output_path(tmp_path):
     blocker = tmp_path / "results"
     blocker.write_text("a file where the results folder should be")
     with pytest.raises(scp.PlaybookError, match="cannot create the results folder"):
-        scp.runner.new_run_dir(blocker / "sub")
+        new_run_dir(blocker / "sub")
     assert blocker.read_text().startswith("a file")
 
 
@@ -191,7 +192,7 @@ def test_bad_input_through_the_command_line_ends_with_one_message(tmp_path, raw_
 
 
 def test_checksums_cover_new_files_and_reuse_old(tmp_path, monkeypatch):
-    from scplaybook.io import write_checksums
+    from scplaybook.io._checksums import write_checksums
 
     (tmp_path / "a.csv").write_text("a")
     write_checksums(tmp_path)

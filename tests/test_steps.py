@@ -5,6 +5,7 @@ import pytest
 
 import scplaybook as scp
 from scplaybook import BackendError, ParameterError
+from scplaybook.get._device import gpu_bytes_needed
 from scplaybook.pp._harmony import _harmonypy_corrected
 
 from ._biology import preprocess
@@ -152,7 +153,7 @@ def test_too_large_for_the_gpu_is_refused_before_moving(adata, monkeypatch):
     monkeypatch.setattr(dev, "resolve_backend", lambda: "gpu")
     monkeypatch.setattr(dev, "free_gpu_bytes", lambda: 10 * 1024**2)
     monkeypatch.setattr(dev, "gpu_name", lambda: "Test GPU")
-    need = scp.get.gpu_bytes_needed(adata)
+    need = gpu_bytes_needed(adata)
     assert need > 3 * adata.X.nnz * 8
     with pytest.raises(
         scp.GPUMemoryError,

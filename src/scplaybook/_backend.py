@@ -42,12 +42,21 @@ def _gpu_probe() -> tuple[bool, str]:
 
 
 def gpu_available() -> bool:
-    """Return whether the GPU backend can run here."""
+    """Return whether the GPU backend can run here.
+
+    Returns
+    -------
+    ``True`` when rapids-singlecell imports and a CUDA device is visible.
+    """
     return _gpu_probe()[0]
 
 
 def resolve_backend(backend: str | None = None) -> Literal["gpu", "cpu"]:
     """Turn ``"auto"``/``"gpu"``/``"cpu"`` (default: the session setting) into ``"gpu"`` or ``"cpu"``.
+
+    Returns
+    -------
+    ``"gpu"`` or ``"cpu"``: the backend that will run.
 
     Raises
     ------
@@ -122,7 +131,12 @@ def synchronize() -> None:
 
 
 def gpu_name() -> str | None:
-    """Name of the current CUDA device, or ``None``."""
+    """Name of the current CUDA device, or ``None``.
+
+    Returns
+    -------
+    The device's name, e.g. ``"NVIDIA H200"``; ``None`` without a usable GPU.
+    """
     if not gpu_available():
         return None
     import cupy

@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"{name:18s} {'sha256 known' if e.get('sha256') else 'no checksum'}  {e['description']}"
                 )
         elif args.cmd == "run":
-            from .runner import RunFailed, parse_params, run_playbook
+            from .runner import RunFailed, run_playbook
+            from .runner._run import parse_params
 
             try:
                 path = run_playbook(

@@ -18,6 +18,10 @@ def set_backend(backend: str) -> Literal["gpu", "cpu"]:
     On the GPU, the first time on a machine (an empty kernel cache), this also starts compiling
     the later steps' kernels in the background (see :mod:`scplaybook._warmup`). The RMM memory
     pool is set up by :func:`scplaybook.get.to_gpu`, which knows whether the data fit in one piece.
+
+    Returns
+    -------
+    ``"gpu"`` or ``"cpu"``: the backend that will run (``"auto"`` resolved).
     """
     resolved = resolve_backend(backend)
     settings.backend = backend  # type: ignore[assignment]
@@ -40,6 +44,14 @@ def start_dask(n_workers: int | None = 0, *, protocol: str = "tcp"):
 
     ``protocol="ucx"`` (dask-cuda with UCXX) moves GPU data between the processes over NVLink
     and CUDA IPC instead of through host memory and TCP.
+
+    Parameters
+    ----------
+    n_workers
+        Workers: GPUs to use on the GPU backend (``None``: all), processes on the CPU; ``0``
+        starts nothing.
+    protocol
+        ``"tcp"`` or ``"ucx"`` (GPU workers only).
 
     Returns
     -------

@@ -1,6 +1,6 @@
 """Datasets: the synthetic demo with ground truth, and the registry of real datasets."""
 
-from ._fetch import default_cache, fetch, registry, sha256sum
+from ._fetch import default_cache, fetch, registry
 from ._synthetic import CELL_TYPES, TRAJECTORY, synthetic_pbmc, write_demo, write_synthetic_h5ad
 
 __all__ = [
@@ -10,7 +10,6 @@ __all__ = [
     "demo_path",
     "fetch",
     "registry",
-    "sha256sum",
     "synthetic_pbmc",
     "write_demo",
     "write_synthetic_h5ad",
@@ -18,7 +17,19 @@ __all__ = [
 
 
 def demo_path(*, n_cells: int = 6000, n_genes: int = 10000, seed: int = 0):
-    """Path of the demo dataset in the cache, generated on first use (deterministic)."""
+    """Path of the demo dataset in the cache, generated on first use (deterministic).
+
+    Parameters
+    ----------
+    n_cells, n_genes
+        Size of the dataset.
+    seed
+        Seed of the generator.
+
+    Returns
+    -------
+    The ``.h5ad`` file's path.
+    """
     path = default_cache() / f"demo_pbmc_{n_cells}x{n_genes}_seed{seed}.h5ad"
     if not path.exists():
         write_demo(path, n_cells=n_cells, n_genes=n_genes, seed=seed)

@@ -22,13 +22,23 @@ _CHUNK = 1 << 20
 
 
 def registry() -> dict[str, dict[str, Any]]:
-    """Return the known datasets: name → url, filename, size, sha256, licence, citation, description."""
+    """Return the known datasets: name → url, filename, size, sha256, licence, citation, description.
+
+    Returns
+    -------
+    ``{name: {url, filename, size, sha256, licence, citation, description}}``.
+    """
     text = resources.files("scplaybook.datasets").joinpath("registry.json").read_text()
     return json.loads(text)["datasets"]
 
 
 def default_cache() -> Path:
-    """Cache folder: ``$SCPLAYBOOK_DATA``, else ``data/cache`` of the playbook checkout, else ``~/.cache``."""
+    """Cache folder: ``$SCPLAYBOOK_DATA``, else ``data/cache`` of the playbook checkout, else ``~/.cache``.
+
+    Returns
+    -------
+    The folder (not created).
+    """
     env = os.environ.get("SCPLAYBOOK_DATA")
     if env:
         return Path(env).expanduser()
@@ -101,6 +111,10 @@ def fetch(
         Seconds without data before a connection counts as dropped.
     progress
         Show a progress bar.
+
+    Returns
+    -------
+    The file's path in the cache.
 
     Raises
     ------

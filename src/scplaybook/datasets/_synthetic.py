@@ -293,6 +293,25 @@ def write_synthetic_h5ad(
     For sizes that do not fit host memory as one matrix (1.3M cells x 20k genes is 2.8 billion
     non-zeros): the counts are appended to the file as they are drawn, with 32-bit gene indices.
     Returns the number of non-zeros.
+
+    Parameters
+    ----------
+    path
+        The ``.h5ad`` to write.
+    n_cells, n_genes
+        Size of the dataset.
+    seed
+        Seed of the generator.
+    device
+        ``"gpu"`` draws the counts with CuPy.
+    chunk_size
+        Cells drawn and written at a time (default: from the size).
+    progress
+        Show a progress bar.
+
+    Returns
+    -------
+    The number of non-zeros written.
     """
     import h5py
 
@@ -330,7 +349,19 @@ def write_synthetic_h5ad(
 
 
 def write_demo(path: str | Path, **kwargs) -> Path:
-    """Generate the demo dataset and write it atomically to ``path`` (``.h5ad``)."""
+    """Generate the demo dataset and write it atomically to ``path`` (``.h5ad``).
+
+    Parameters
+    ----------
+    path
+        The ``.h5ad`` to write (replaced atomically).
+    **kwargs
+        Passed to :func:`synthetic_pbmc` (``n_cells``, ``n_genes``, ``seed``...).
+
+    Returns
+    -------
+    ``path``.
+    """
     from pathlib import Path as _Path
 
     from ..io._write import atomic_write_h5ad

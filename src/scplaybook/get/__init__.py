@@ -1,12 +1,11 @@
 """Getting data and results in and out: device moves, marker tables, timings."""
 
-from ._device import free_gpu_bytes, gather_x, gpu_bytes_needed, to_cpu, to_gpu
+from ._device import free_gpu_bytes, gather_x, to_cpu, to_gpu
 from ._results import markers, timings
 
 __all__ = [
     "free_gpu_bytes",
     "gather_x",
-    "gpu_bytes_needed",
     "markers",
     "timings",
     "to_cpu",

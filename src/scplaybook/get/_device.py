@@ -19,7 +19,12 @@ CHUNK_NNZ = 2**28
 
 
 def free_gpu_bytes() -> int:
-    """Memory new allocations can get on the current CUDA device, in bytes (free + unused pool)."""
+    """Memory new allocations can get on the current CUDA device, in bytes (free + unused pool).
+
+    Returns
+    -------
+    Bytes; 0 without a usable GPU.
+    """
     from .._gpu import free_bytes
 
     return free_bytes()
@@ -65,6 +70,10 @@ def to_gpu(adata: AnnData, *, n_top_genes: int = 2000, chunked: bool | None = No
         CuPy matrices (the memory-aware path: 32-bit indices, steps run chunk by chunk, the data
         are gathered into one matrix once reduced to the highly variable genes). ``True`` or
         ``False`` forces one or the other.
+
+    Returns
+    -------
+    ``adata``, changed in place.
 
     Raises
     ------
@@ -143,6 +152,10 @@ def gather_x(adata: AnnData) -> AnnData:
 
     Nothing to do when ``X`` is one matrix already. Differential expression and :func:`to_cpu`
     (so also writing ``.h5ad``) call it; on the GPU backend the matrix arrives on this process's GPU.
+
+    Returns
+    -------
+    ``adata``, changed in place.
     """
     if not is_dask(adata.X):
         return adata
@@ -158,7 +171,19 @@ def gather_x(adata: AnnData) -> AnnData:
 
 @timed("to CPU")
 def to_cpu(adata: AnnData, *, copy: bool = False) -> AnnData:
-    """Move ``X``, ``raw``, layers and embeddings back to host memory; a copy when ``copy``."""
+    """Move ``X``, ``raw``, layers and embeddings back to host memory; a copy when ``copy``.
+
+    Parameters
+    ----------
+    adata
+        Data with arrays on the GPU (or in row chunks on Dask workers).
+    copy
+        Return a host copy and leave ``adata`` as it is.
+
+    Returns
+    -------
+    ``adata`` (changed in place), or its host copy.
+    """
     if copy:
         adata = adata.copy()
     gather_x(adata)

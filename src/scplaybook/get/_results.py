@@ -20,6 +20,19 @@ def markers(
 
     Columns: ``group``, ``rank`` (1 = best), ``gene``, ``score`` and, where the method gives
     them, ``logfoldchange`` and ``pval_adj``.
+
+    Parameters
+    ----------
+    adata
+        Data with a ranking.
+    key
+        The ranking in ``uns`` (``"rank_genes_groups_wilcoxon"``, ``"rank_genes_groups_logreg"``).
+    n_genes
+        Markers per group.
+
+    Returns
+    -------
+    One row per group and rank.
     """
     if key not in adata.uns:
         raise ParameterError(
@@ -43,5 +56,10 @@ def markers(
 
 
 def timings() -> pd.DataFrame:
-    """Every timed step of this session: step, backend, seconds, in the order they ran."""
+    """Every timed step of this session: step, backend, seconds, in the order they ran.
+
+    Returns
+    -------
+    Columns ``step``, ``backend``, ``seconds``.
+    """
     return pd.DataFrame(settings.timings, columns=["step", "backend", "seconds"])

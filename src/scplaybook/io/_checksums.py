@@ -58,6 +58,10 @@ def write_checksums(folder: str | Path) -> Path:
 def verify_checksum(path: str | Path) -> bool:
     """Check ``path`` against a ``SHA256SUMS`` beside it; ``False`` when none lists it.
 
+    Returns
+    -------
+    ``True`` when the file matches its recorded SHA-256, ``False`` when none is recorded.
+
     Raises
     ------
     InputError

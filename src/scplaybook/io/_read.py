@@ -397,6 +397,21 @@ def check_raw_counts(
     Refuses negative, non-finite and non-integer values and says which it found (a log-normalised
     or scaled matrix is named as such). A dense matrix of integers is accepted and converted.
 
+    Parameters
+    ----------
+    X
+        A matrix (dense or sparse).
+    source
+        What to call it in messages (the file name).
+    layers
+        Layers the file has, suggested in the message when ``X`` is not counts.
+    sample
+        Stored values checked (the first ones); ``None``: all.
+
+    Returns
+    -------
+    ``X`` as float32 CSR.
+
     Raises
     ------
     InputError

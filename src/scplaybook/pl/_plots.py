@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 def _finish(fig: Figure, name: str) -> None:
     if settings.figdir is not None:
-        from ..io import atomic_write
+        from ..io._write import atomic_write
 
         atomic_write(
             settings.figdir / f"{name}.png",
@@ -41,6 +41,15 @@ def qc(
     """Violin plots of genes, counts and mitochondrial % per cell, and the two QC scatter plots.
 
     Cut-offs that are given are drawn as dashed lines, so that one sees what a filter will remove.
+
+    Parameters
+    ----------
+    adata
+        Data with QC metrics (:func:`scplaybook.pp.calculate_qc_metrics`).
+    name
+        File name of the PNG under ``settings.figdir`` (no extension).
+    min_genes, max_genes, max_pct_mt
+        Cut-offs to draw (``None``: none).
     """
     obs = adata.obs
     fig, axes = plt.subplots(1, 5, figsize=(20, 3.8))
@@ -79,7 +88,17 @@ def qc(
 def pca_variance_ratio(
     adata: AnnData, *, n_pcs: int = 50, name: str = "pca_variance_ratio"
 ) -> None:
-    """Variance explained by each principal component (log scale)."""
+    """Variance explained by each principal component (log scale).
+
+    Parameters
+    ----------
+    adata
+        Data with ``uns['pca']``.
+    n_pcs
+        Components to show.
+    name
+        File name of the PNG under ``settings.figdir`` (no extension).
+    """
     ratio = np.asarray(adata.uns["pca"]["variance_ratio"])[:n_pcs]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(np.arange(1, ratio.size + 1), ratio, "o-", ms=3)
@@ -96,7 +115,23 @@ def embedding(
     title: Sequence[str] | None = None,
     **kwargs,
 ) -> None:
-    """Scatter ``obsm[basis]`` coloured by each of ``color`` (a panel each)."""
+    """Scatter ``obsm[basis]`` coloured by each of ``color`` (a panel each).
+
+    Parameters
+    ----------
+    adata
+        Data with ``obsm[basis]``.
+    basis
+        Key of ``obsm`` (``"X_umap"``, ``"X_tsne"``...).
+    color
+        Columns of ``obs`` or gene names, a panel each (``None`` entries are skipped).
+    name
+        File name of the PNG under ``settings.figdir`` (no extension).
+    title
+        A title per panel (default: the names in ``color``).
+    **kwargs
+        Passed to ``scanpy.pl.embedding``.
+    """
     import scanpy as sc
 
     fig = sc.pl.embedding(
@@ -106,7 +141,15 @@ def embedding(
 
 
 def batch_mixing(adata: AnnData, *, name: str = "batch_mixing") -> None:
-    """Batch-mixing score of each kNN graph (before/after Harmony)."""
+    """Batch-mixing score of each kNN graph (before/after Harmony).
+
+    Parameters
+    ----------
+    adata
+        Data with ``uns['batch_mixing']`` (:func:`scplaybook.tl.batch_mixing`).
+    name
+        File name of the PNG under ``settings.figdir`` (no extension).
+    """
     scores = {k: v for k, v in adata.uns.get("batch_mixing", {}).items() if np.isfinite(v)}
     fig, ax = plt.subplots(figsize=(4, 3))
     ax.bar(
@@ -129,7 +172,23 @@ def markers(
     kind: str = "dotplot",
     name: str | None = None,
 ) -> None:
-    """Dot plot (or heat map) of the top ``n_genes`` markers of each group."""
+    """Dot plot (or heat map) of the top ``n_genes`` markers of each group.
+
+    Parameters
+    ----------
+    adata
+        Data with the ranking ``uns[key]``.
+    key
+        The ranking (``"rank_genes_groups_wilcoxon"``...).
+    groupby
+        Column of ``obs`` the ranking compared.
+    n_genes
+        Markers per group.
+    kind
+        ``"dotplot"`` or ``"heatmap"``.
+    name
+        File name of the PNG (default: ``markers_<kind>``).
+    """
     import scanpy as sc
 
     fn = sc.pl.rank_genes_groups_dotplot if kind == "dotplot" else sc.pl.rank_genes_groups_heatmap
@@ -165,7 +224,15 @@ def _plottable(adata: AnnData, key: str, groupby: str) -> AnnData:
 
 
 def paga(adata: AnnData, *, name: str = "paga") -> None:
-    """Draw the PAGA graph of groups."""
+    """Draw the PAGA graph of groups.
+
+    Parameters
+    ----------
+    adata
+        Data with ``uns['paga']``.
+    name
+        File name of the PNG under ``settings.figdir`` (no extension).
+    """
     import scanpy as sc
 
     fig, ax = plt.subplots(figsize=(6, 5))

@@ -45,6 +45,25 @@ def harmony_integrate(
 
     The corrected embedding goes to ``obsm[adjusted_basis]``. With ``key=None`` (data of one batch)
     there is nothing to correct: ``obsm[basis]`` is copied there, so later steps read the same key.
+
+    Parameters
+    ----------
+    adata
+        Data with a PCA embedding.
+    key
+        Column of ``obs`` with the batches; ``None`` for data of one batch (nothing corrected).
+    basis
+        Key of ``obsm`` to correct.
+    adjusted_basis
+        Key of ``obsm`` for the corrected embedding.
+    max_iter_harmony
+        Harmony's iterations at most.
+    random_state
+        Seed of Harmony's clustering.
+
+    Returns
+    -------
+    ``adata`` with ``obsm[adjusted_basis]`` (host NumPy array, float32).
     """
     if key is None:
         logger.info("    no batch key: Harmony skipped, the embedding is used as it is")

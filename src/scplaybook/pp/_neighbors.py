@@ -26,6 +26,25 @@ def neighbors(
 
     The graph goes to ``obsp['connectivities']``/``obsp['distances']`` and ``uns['neighbors']``,
     or to ``obsp['{key_added}_connectivities']`` and ``uns[key_added]``, as in scanpy.
+
+    Parameters
+    ----------
+    adata
+        Data with the embedding ``use_rep``.
+    n_neighbors
+        Neighbours of each cell, the cell included (as in scanpy).
+    n_pcs
+        Columns of ``obsm[use_rep]`` to use (``None``: all).
+    use_rep
+        Key of ``obsm`` to build the graph on.
+    key_added
+        Name of the graph (``None``: scanpy's default keys).
+    random_state
+        Seed (the GPU's exact search ignores it).
+
+    Returns
+    -------
+    ``adata`` with the graph in ``obsp`` and its parameters in ``uns``.
     """
     if use_rep not in adata.obsm:
         raise ParameterError(

@@ -34,14 +34,31 @@ if TYPE_CHECKING:
 
 @timed("normalize total")
 def normalize_total(adata: AnnData, *, target_sum: float = 1e4) -> AnnData:
-    """Scale each cell's counts to ``target_sum``, in place."""
+    """Scale each cell's counts to ``target_sum``, in place.
+
+    Parameters
+    ----------
+    adata
+        Counts.
+    target_sum
+        Total counts of each cell afterwards.
+
+    Returns
+    -------
+    ``adata``, changed in place.
+    """
     dispatch(adata, "normalize_total", on="X").sc.pp.normalize_total(adata, target_sum=target_sum)
     return adata
 
 
 @timed("log1p")
 def log1p(adata: AnnData) -> AnnData:
-    """Take ``log(1 + x)`` of ``X``, in place."""
+    """Take ``log(1 + x)`` of ``X``, in place.
+
+    Returns
+    -------
+    ``adata``, changed in place.
+    """
     dispatch(adata, "log1p", on="X").sc.pp.log1p(adata)
     return adata
 
@@ -132,6 +149,17 @@ def regress_out(adata: AnnData, keys: Sequence[str] = ("total_counts", "pct_coun
     One least-squares solve over all genes (an intercept plus ``keys``): the same residuals as
     scanpy's gene-by-gene regression, computed as ``X - D (DᵀD)⁻¹ DᵀX``. ``X`` becomes dense
     float32.
+
+    Parameters
+    ----------
+    adata
+        Log-normalised data.
+    keys
+        Columns of ``obs`` to regress out (an intercept is added).
+
+    Returns
+    -------
+    ``adata`` with the residuals in ``X`` (dense float32).
     """
     missing = [k for k in keys if k not in adata.obs]
     if missing:
@@ -183,7 +211,19 @@ def subtract_fit(X, design32, beta, xp) -> None:
 
 @timed("scale")
 def scale(adata: AnnData, *, max_value: float | None = 10.0) -> AnnData:
-    """Scale each gene to unit variance and zero mean, clipping at ``max_value``, in place."""
+    """Scale each gene to unit variance and zero mean, clipping at ``max_value``, in place.
+
+    Parameters
+    ----------
+    adata
+        Log-normalised (or regressed-out) data.
+    max_value
+        Clip the scaled values at +/- this (``None``: no clipping).
+
+    Returns
+    -------
+    ``adata``, changed in place (``var['mean']`` and ``var['std']`` added).
+    """
     backend = dispatch(adata, "scale", on="X")
     if is_dask(adata.X):  # row chunks kept across the workers of a distributed client
         adata.X, adata.var["mean"], adata.var["std"] = _scale_chunks(adata.X, max_value)

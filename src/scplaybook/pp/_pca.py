@@ -33,6 +33,20 @@ def pca(adata: AnnData, *, n_comps: int = 50, random_state: int = 0) -> AnnData:
     On the GPU, a dense matrix too large for rapids-singlecell's PCA (which copies it) is
     decomposed through its genes x genes covariance instead (:func:`pca_from_gram`): no copy of
     the matrix, the same components up to sign.
+
+    Parameters
+    ----------
+    adata
+        Scaled data (``X`` dense or sparse, in one matrix or in row chunks).
+    n_comps
+        Principal components to compute.
+    random_state
+        Seed of the solver.
+
+    Returns
+    -------
+    ``adata`` with ``obsm['X_pca']``, ``varm['PCs']`` and ``uns['pca']`` (variance, variance
+    ratio), all host NumPy arrays.
     """
     limit = min(adata.n_obs, adata.n_vars) - 1
     if n_comps > limit:

@@ -31,7 +31,12 @@ RIBO_PREFIXES = ("RPS", "RPL", "Rps", "Rpl")
 
 
 def detect_mito_prefix(adata: AnnData) -> str | None:
-    """Return the mitochondrial gene prefix of ``adata``: ``"MT-"`` (human) or ``"mt-"`` (mouse)."""
+    """Return the mitochondrial gene prefix of ``adata``: ``"MT-"`` (human) or ``"mt-"`` (mouse).
+
+    Returns
+    -------
+    ``"MT-"``, ``"mt-"``, or ``None`` when no gene name has either prefix.
+    """
     names = adata.var_names.astype(str)
     for prefix in ("MT-", "mt-", "Mt-"):
         if names.str.startswith(prefix).any():
@@ -201,7 +206,19 @@ def filter_cells(
 
 @timed("filter genes")
 def filter_genes(adata: AnnData, *, min_cells: int = 3) -> AnnData:
-    """Remove genes detected in fewer than ``min_cells`` cells, in place."""
+    """Remove genes detected in fewer than ``min_cells`` cells, in place.
+
+    Parameters
+    ----------
+    adata
+        Counts with QC metrics.
+    min_cells
+        Keep genes detected (count > 0) in at least this many cells.
+
+    Returns
+    -------
+    ``adata``, subset in place, with ``var['n_cells']``.
+    """
     dispatch(adata, "filter_genes", on="X")
     n_cells = cells_per_gene(adata.X)
     mask = n_cells >= min_cells

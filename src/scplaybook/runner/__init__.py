@@ -4,10 +4,8 @@ from ._run import (
     Run,
     RunFailed,
     check_params,
-    new_run_dir,
     notebook_parameter_names,
     notebook_parameters,
-    parse_params,
     run_playbook,
 )
 
@@ -15,9 +13,7 @@ __all__ = [
     "Run",
     "RunFailed",
     "check_params",
-    "new_run_dir",
     "notebook_parameter_names",
     "notebook_parameters",
-    "parse_params",
     "run_playbook",
 ]

@@ -20,8 +20,8 @@ from .._backend import gpu_name
 from .._errors import ParameterError, PlaybookError
 from .._session import set_backend
 from .._settings import logger, package_version, settings
-from ..io import atomic_write, atomic_write_h5ad, atomic_write_text, write_checksums
-from ..io._checksums import sha256sum
+from ..io._checksums import sha256sum, write_checksums
+from ..io._write import atomic_write, atomic_write_h5ad, atomic_write_text
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -200,7 +200,12 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
 
 
 def notebook_parameters(notebook: Path) -> dict[str, Any]:
-    """Return the names and defaults of the notebook's ``parameters`` cell."""
+    """Return the names and defaults of the notebook's ``parameters`` cell.
+
+    Returns
+    -------
+    ``{name: default}`` (defaults as the source text papermill reads).
+    """
     import papermill as pm
 
     return {k: v.get("default") for k, v in pm.inspect_notebook(str(notebook)).items()}
@@ -255,6 +260,23 @@ def run_playbook(
     The folder (``out/run-<timestamp>``, never an existing one) gets the executed notebook,
     ``report.html``, ``adata.h5ad``, ``markers.csv``, ``timings.json``, ``provenance.json``,
     ``figures/*.png``, a ``.zip`` of all of it, and ``STATUS`` (``succeeded`` or ``failed``).
+
+    Parameters
+    ----------
+    data
+        Input ``.h5ad``, 10x ``.h5`` or 10x folder (``None``: the demo dataset).
+    out
+        Folder the run folder is made in.
+    params
+        Notebook parameters that differ from its defaults.
+    notebook
+        The notebook to run (default: the playbook's).
+    progress
+        Show a progress bar of the cells.
+
+    Returns
+    -------
+    The run folder.
 
     Raises
     ------
@@ -349,6 +371,13 @@ def notebook_parameter_names() -> tuple[str, ...]:
 
 def check_params(adata: AnnData, params: dict[str, Any]) -> None:
     """Check the parameters against the loaded data before any long computation.
+
+    Parameters
+    ----------
+    adata
+        The loaded data.
+    params
+        The notebook's parameters.
 
     Raises
     ------

@@ -85,7 +85,25 @@ def leiden(
     key_added: str = "leiden",
     random_state: int = 0,
 ) -> AnnData:
-    """Cluster the kNN graph with Leiden (cuGraph on GPU, igraph on CPU) into ``obs[key_added]``."""
+    """Cluster the kNN graph with Leiden (cuGraph on GPU, igraph on CPU) into ``obs[key_added]``.
+
+    Parameters
+    ----------
+    adata
+        Data with a kNN graph.
+    resolution
+        Higher values give more, smaller clusters.
+    neighbors_key
+        The graph (``None``: ``uns['neighbors']``).
+    key_added
+        Column of ``obs`` for the labels (``uns[key_added]`` gets the parameters).
+    random_state
+        Seed.
+
+    Returns
+    -------
+    ``adata`` with ``obs[key_added]``: categories ``"0"``, ``"1"``, ... from the largest cluster down.
+    """
     return _cluster(
         adata, "leiden", resolution=resolution, neighbors_key=neighbors_key, key_added=key_added,
         random_state=random_state,
@@ -105,6 +123,23 @@ def louvain(
 
     scanpy's own ``tl.louvain`` needs the separate ``louvain`` package, and its ``igraph`` flavour
     ignores ``resolution``; the CPU path here calls igraph's multilevel method with the resolution.
+
+    Parameters
+    ----------
+    adata
+        Data with a kNN graph.
+    resolution
+        Higher values give more, smaller clusters.
+    neighbors_key
+        The graph (``None``: ``uns['neighbors']``).
+    key_added
+        Column of ``obs`` for the labels (``uns[key_added]`` gets the parameters).
+    random_state
+        Seed (cuGraph's Louvain takes none).
+
+    Returns
+    -------
+    ``adata`` with ``obs[key_added]``: categories ``"0"``, ``"1"``, ... from the largest cluster down.
     """
     return _cluster(
         adata, "louvain", resolution=resolution, neighbors_key=neighbors_key, key_added=key_added,

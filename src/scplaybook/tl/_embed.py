@@ -25,7 +25,25 @@ def umap(
     min_dist: float = 0.5,
     random_state: int = 0,
 ) -> AnnData:
-    """Embed the kNN graph ``neighbors_key`` with UMAP into ``obsm[key_added]``."""
+    """Embed the kNN graph ``neighbors_key`` with UMAP into ``obsm[key_added]``.
+
+    Parameters
+    ----------
+    adata
+        Data with a kNN graph.
+    neighbors_key
+        The graph (``None``: ``uns['neighbors']``).
+    key_added
+        Key of ``obsm`` for the embedding.
+    min_dist
+        How tightly points may pack (smaller: tighter clusters).
+    random_state
+        Seed.
+
+    Returns
+    -------
+    ``adata`` with ``obsm[key_added]`` (host NumPy array).
+    """
     if (neighbors_key or "neighbors") not in adata.uns:
         raise ParameterError(
             f"no neighbor graph {neighbors_key or 'neighbors'!r}: run pp.neighbors first."
@@ -65,6 +83,31 @@ def tsne(
     interpolation (FIt-SNE, cuML's default) on the GPU from 10,000 cells on, and Barnes-Hut below
     that and on the CPU (scikit-learn has no FFT method); the choice is in
     ``uns['tsne']['params']['method']``.
+
+    Parameters
+    ----------
+    adata
+        Data with the embedding ``use_rep``.
+    use_rep
+        Key of ``obsm`` to embed.
+    n_pcs
+        Columns of it to use (``None``: all).
+    perplexity
+        Effective number of neighbours.
+    early_exaggeration
+        Attraction of the first iterations (how tight clusters start).
+    learning_rate
+        Step size of the optimisation.
+    method
+        ``"auto"``, ``"barnes_hut"`` or ``"fft"`` (GPU only), as above.
+    key_added
+        Key of ``obsm`` for the embedding.
+    random_state
+        Seed.
+
+    Returns
+    -------
+    ``adata`` with ``obsm[key_added]`` (float32) and ``uns['tsne']``.
     """
     if method not in ("auto", "barnes_hut", "fft"):
         raise ParameterError(f"method={method!r}: use 'auto', 'barnes_hut' or 'fft'.")

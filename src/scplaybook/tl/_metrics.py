@@ -22,6 +22,15 @@ def batch_mixing(
     about 1 when batches are as mixed as they could be, 0 when every neighbourhood holds a single
     batch. Stored in ``uns['batch_mixing'][neighbors_key or 'neighbors']``.
 
+    Parameters
+    ----------
+    adata
+        Data with a kNN graph.
+    batch_key
+        Column of ``obs`` with the batches; ``None`` for data of one batch.
+    neighbors_key
+        The graph (``None``: ``uns['neighbors']``).
+
     Returns
     -------
     The score (NaN when ``batch_key`` is None: one batch, nothing to mix).

@@ -23,7 +23,21 @@ def _diffmap(adata: AnnData, neighbors_key: str | None, n_comps: int, backend: B
 
 @timed("diffusion map")
 def diffmap(adata: AnnData, *, neighbors_key: str | None = None, n_comps: int = 15) -> AnnData:
-    """Diffusion map of the kNN graph into ``obsm['X_diffmap']`` (first column: the trivial one)."""
+    """Diffusion map of the kNN graph into ``obsm['X_diffmap']`` (first column: the trivial one).
+
+    Parameters
+    ----------
+    adata
+        Data with a kNN graph.
+    neighbors_key
+        The graph (``None``: ``uns['neighbors']``).
+    n_comps
+        Diffusion components, the trivial first one included.
+
+    Returns
+    -------
+    ``adata`` with ``obsm['X_diffmap']`` and ``uns['diffmap_evals']``.
+    """
     if (neighbors_key or "neighbors") not in adata.uns:
         raise ParameterError(
             f"no neighbor graph {neighbors_key or 'neighbors'!r}: run pp.neighbors first."
@@ -67,6 +81,25 @@ def dpt(
     are computed on it, and the root is the cell of ``root_group`` farthest out
     along the diffusion component that best separates it from the lineage's other cells (the start
     of the process, not its middle).
+
+    Parameters
+    ----------
+    adata
+        Data with the embedding ``use_rep``.
+    groupby
+        Column of ``obs`` with the groups.
+    root_group
+        The group where the process starts.
+    groups
+        The groups on the lineage (``None``: all cells).
+    use_rep
+        Key of ``obsm`` the lineage's kNN graph is built on.
+    n_neighbors
+        Neighbours of that graph.
+    n_dcs
+        Diffusion components the pseudotime uses.
+    random_state
+        Seed of the graph.
 
     Returns
     -------
@@ -121,7 +154,21 @@ def dpt(
 
 @timed("PAGA")
 def paga(adata: AnnData, *, groups: str, neighbors_key: str | None = None) -> AnnData:
-    """Partition-based graph abstraction of ``obs[groups]`` on the kNN graph (``uns['paga']``)."""
+    """Partition-based graph abstraction of ``obs[groups]`` on the kNN graph (``uns['paga']``).
+
+    Parameters
+    ----------
+    adata
+        Data with a kNN graph.
+    groups
+        Column of ``obs`` with the groups (clusters or labels).
+    neighbors_key
+        The graph (``None``: ``uns['neighbors']``).
+
+    Returns
+    -------
+    ``adata`` with ``uns['paga']`` (connectivities between the groups).
+    """
     import scanpy as sc
 
     if groups not in adata.obs:
