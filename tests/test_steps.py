@@ -188,3 +188,15 @@ def test_pca_from_the_covariance_matches_scanpy(adata):
         c = np.corrcoef(scores[:, k], adata.obsm["X_pca"][:, k])[0, 1]
         assert abs(c) > 0.999, (k, c)
     assert (pcs[np.abs(pcs).argmax(axis=0), np.arange(15)] > 0).all()
+
+
+def test_version_of_a_checkout_without_install(tmp_path, monkeypatch):
+    import importlib.metadata as md
+
+    from scplaybook._settings import package_version
+
+    def missing(name):
+        raise md.PackageNotFoundError(name)
+
+    monkeypatch.setattr(md, "version", missing)
+    assert package_version() == "0.1.0+checkout"  # read from the checkout's pyproject.toml
