@@ -196,3 +196,15 @@ def test_all_zero_cells_warned_all_zero_genes_kept(caplog):
         out = scp.io.check_raw_counts(X, source="m.h5ad")
     assert "2 cell(s) have no counts at all" in caplog.text
     assert out.shape == (4, 3)  # the all-zero gene stays; filter_genes removes it later
+
+
+def test_gzipped_h5ad_says_decompress_it(tmp_path, small):
+    import gzip
+
+    a = small[0]
+    a.write_h5ad(tmp_path / "pbmc.h5ad")
+    gz = tmp_path / "pbmc.h5ad.gz"
+    gz.write_bytes(gzip.compress((tmp_path / "pbmc.h5ad").read_bytes()))
+    with pytest.raises(scp.InputError, match=r"gzip-compressed: decompress it first \(gunzip -k pbmc.h5ad.gz\), then give pbmc.h5ad"):  # fmt: skip
+        scp.read(gz)
+    assert gz.exists()  # the user's file is left as it is

@@ -200,3 +200,40 @@ def test_version_of_a_checkout_without_install(tmp_path, monkeypatch):
 
     monkeypatch.setattr(md, "version", missing)
     assert package_version() == "0.1.0+checkout"  # read from the checkout's pyproject.toml
+
+
+def test_mad_cutoffs_have_a_floor_when_most_cells_have_no_mito_reads(adata):
+    scp.pp.calculate_qc_metrics(adata)
+    pct = adata.obs["pct_counts_mt"].to_numpy().copy()
+    rng = np.random.default_rng(0)
+    pct[:] = 0.0  # as in real PBMCs where most cells show no mitochondrial read: MAD 0
+    few = rng.choice(adata.n_obs, adata.n_obs // 5, replace=False)
+    pct[few] = rng.uniform(0.1, 2.0, few.size)  # a few reads: healthy cells
+    adata.obs["pct_counts_mt"] = pct
+    n = adata.n_obs
+    scp.pp.filter_cells(adata, method="mad", n_mads=5)
+    # without the floor the cut-off is 0 % and removes every cell with one mitochondrial read
+    assert adata.uns["filter_cells"]["max_pct_mt"] >= 5.0
+    assert adata.n_obs > 0.9 * n
+
+
+def test_nan_batches_labels_and_bad_numbers_refused_before_the_long_steps(adata):
+    from scplaybook.runner import check_params
+
+    base = {"batch_key": "assay", "label_key": "cell_type", "resolution": 0.6, "perplexity": 30}
+    check_params(adata, base)  # the demo's columns pass
+    a = adata.copy()
+    a.obs["assay"] = a.obs["assay"].astype(object)
+    a.obs.iloc[:7, a.obs.columns.get_loc("assay")] = np.nan
+    with pytest.raises(ParameterError, match=r"batch_key='assay': 7 of \d+ cells have no value"):
+        check_params(a, base)
+    a = adata.copy()
+    a.obs["cell_type"] = a.obs["cell_type"].cat.add_categories(["x"])
+    a.obs.iloc[:3, a.obs.columns.get_loc("cell_type")] = np.nan
+    with pytest.raises(ParameterError, match="label_key='cell_type': 3 of"):
+        check_params(a, base)
+    for bad in ({"resolution": 0}, {"resolution": -1}, {"perplexity": 0}, {"resolution": "high"}):
+        with pytest.raises(ParameterError, match="must be a number above 0"):
+            check_params(adata, {**base, **bad})
+    with pytest.raises(ParameterError, match="needs more than 1801 cells for t-SNE"):
+        check_params(adata, {**base, "perplexity": 600})

@@ -24,13 +24,15 @@ _MTX_NAMES = ("matrix.mtx.gz", "matrix.mtx")
 
 
 def _sniff(path: Path) -> str:
-    """Return ``"hdf5"``, ``"html"``, ``"empty"`` or ``"unknown"`` from the first bytes."""
+    """Return ``"hdf5"``, ``"html"``, ``"gzip"``, ``"empty"`` or ``"unknown"`` from the first bytes."""
     with open(path, "rb") as f:
         head = f.read(1024)
     if not head:
         return "empty"
     if head.startswith(HDF5_MAGIC):
         return "hdf5"
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
     text = head.lstrip().lower()
     if text.startswith((b"<!doctype html", b"<html", b"<?xml")) or b"<html" in text[:200]:
         return "html"
@@ -167,6 +169,12 @@ def read(
             raise InputError(
                 f"{path} is an HTML page, not data: a download saved an error or login page. "
                 "Check the URL and fetch it again."
+            )
+        if kind == "gzip" and not path.name.endswith(".mtx.gz"):
+            plain = path.name.removesuffix(".gz")
+            raise InputError(
+                f"{path} is gzip-compressed: decompress it first (gunzip -k {path.name}), then give "
+                f"{plain if plain != path.name else 'the file it holds'}."
             )
         if kind != "hdf5":
             if path.name.endswith((".mtx", ".mtx.gz")):

@@ -114,9 +114,15 @@ def _qc_in_chunks(adata: AnnData, qc_vars: tuple[str, ...]) -> None:
             adata.obs[f"pct_counts_{k}"] = (cells[:, 2 + i] / total * 100).astype(np.float32)
 
 
-def _mad_bounds(x: np.ndarray, n_mads: float) -> tuple[float, float]:
+#: Smallest spread the MAD cut-offs use: log1p units for counts and genes (about 10 %), percentage
+#: points for pct_counts_mt. Where most cells have no mitochondrial reads the MAD is 0, and a bare
+#: median + n_mads x MAD would remove every cell with a single one (531 of 700 real PBMCs kept).
+MAD_FLOOR = {"log": 0.1, "pct": 1.0}
+
+
+def _mad_bounds(x: np.ndarray, n_mads: float, floor: float) -> tuple[float, float]:
     med = float(np.median(x))
-    mad = float(np.median(np.abs(x - med))) * 1.4826
+    mad = max(float(np.median(np.abs(x - med))) * 1.4826, floor)
     return med - n_mads * mad, med + n_mads * mad
 
 
@@ -169,9 +175,9 @@ def filter_cells(
     elif method == "mad":
         lg = np.log1p(n_genes)
         lc = np.log1p(obs["total_counts"].to_numpy(dtype=float))
-        g_lo, g_hi = _mad_bounds(lg, n_mads)
-        c_lo, c_hi = _mad_bounds(lc, n_mads)
-        _, mt_hi = _mad_bounds(pct_mt, n_mads)
+        g_lo, g_hi = _mad_bounds(lg, n_mads, MAD_FLOOR["log"])
+        c_lo, c_hi = _mad_bounds(lc, n_mads, MAD_FLOOR["log"])
+        _, mt_hi = _mad_bounds(pct_mt, n_mads, MAD_FLOOR["pct"])
         mask = (lg >= g_lo) & (lg <= g_hi) & (lc >= c_lo) & (lc <= c_hi) & (pct_mt <= mt_hi)
         used = {
             "min_genes": float(np.expm1(g_lo)),

@@ -387,6 +387,23 @@ def check_params(adata: AnnData, params: dict[str, Any]) -> None:
     """
     cols = ", ".join(map(str, adata.obs.columns)) or "none"
     batch_key, label_key = params.get("batch_key"), params.get("label_key")
+    for name, key in (("batch_key", batch_key), ("label_key", label_key)):
+        if key is not None and key in adata.obs and (n := int(adata.obs[key].isna().sum())):
+            raise ParameterError(
+                f"{name}={key!r}: {n} of {adata.n_obs} cells have no value (NaN) in obs[{key!r}]. "
+                f"Give them one (e.g. adata.obs[{key!r}] = adata.obs[{key!r}].astype(str).replace('nan', "
+                f"'unknown')), choose another column, or use {name}=None."
+            )
+    for name in ("resolution", "perplexity"):
+        value = params.get(name)
+        if value is not None and not (isinstance(value, int | float) and value > 0):
+            raise ParameterError(f"{name}={value!r} must be a number above 0.")
+    perplexity = params.get("perplexity")
+    if perplexity is not None and int(3 * perplexity + 1) >= adata.n_obs:
+        raise ParameterError(
+            f"perplexity={perplexity} needs more than {int(3 * perplexity + 1)} cells for t-SNE "
+            f"(3 x perplexity + 1); there are {adata.n_obs}. Lower the perplexity."
+        )
     if batch_key is not None and batch_key not in adata.obs:
         raise ParameterError(
             f"batch_key={batch_key!r} is not a column of obs; the columns are: {cols}."
