@@ -338,7 +338,7 @@ def xp_of(block):
     return np
 
 
-def to_host(a) -> np.ndarray:
+def host_array(a) -> np.ndarray:
     return a.get() if is_gpu_array(a) else np.asarray(a)
 
 
@@ -371,7 +371,7 @@ def add_parts(*parts: tuple) -> tuple:
 
 
 def all_to_host(arrays: tuple) -> tuple:
-    return tuple(to_host(a) for a in arrays)
+    return tuple(host_array(a) for a in arrays)
 
 
 def _tree(parts: list):

@@ -76,11 +76,9 @@ def host(a):
     """Return ``a`` as a host array (NumPy, or SciPy sparse); host data are returned as they are."""
     if not is_gpu_array(a):
         return a
-    if hasattr(a, "tocsr") and hasattr(a, "indptr"):
-        from ._gpu import csr_to_host
+    from ._gpu import array_to_host
 
-        return csr_to_host(a)
-    return a.get()
+    return array_to_host(a)
 
 
 def results_to_host(

@@ -9,12 +9,12 @@ import numpy as np
 from .._chunks import (
     all_to_host,
     dense,
+    host_array,
     is_dask,
     on_gpu,
     reduce_chunks,
     row_blocks,
     sum_over_chunks,
-    to_host,
     xp_of,
 )  # fmt: skip
 from .._dispatch import dispatch, results_to_host
@@ -146,7 +146,7 @@ def _gram_chunk(block):
 
 def _scores_chunk(block, mean, pcs):
     xp = xp_of(block)
-    return to_host(project(dense(block), xp.asarray(mean), xp.asarray(pcs)))
+    return host_array(project(dense(block), xp.asarray(mean), xp.asarray(pcs)))
 
 
 def _components_host(sums: tuple, n: int, n_comps: int) -> tuple:

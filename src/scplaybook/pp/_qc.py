@@ -10,12 +10,12 @@ from .._backend import is_gpu_array
 from .._chunks import (
     add_parts,
     distributed_client,
+    host_array,
     is_dask,
     persist_chunks,
     row_blocks,
     run_totals,
     sum_over_chunks,
-    to_host,
     xp_of,
 )  # fmt: skip
 from .._dispatch import dispatch
@@ -275,7 +275,7 @@ def _qc_chunk(block, sets: np.ndarray) -> tuple:
 
         if _gpu._plain(block):
             cells, detected, counts = _gpu.qc_sums(block, sets)
-            return to_host(cells), (to_host(detected).astype(np.int64), to_host(counts))
+            return host_array(cells), (host_array(detected).astype(np.int64), host_array(counts))
     w = xp.asarray(sets, dtype=xp.float32)
     if hasattr(block, "indptr"):
         data = block.data
@@ -295,7 +295,7 @@ def _qc_chunk(block, sets: np.ndarray) -> tuple:
         in_sets = block @ w
         gene_counts = block.sum(axis=0, dtype=xp.float64)
     cells = xp.column_stack([counts.astype(xp.float64), genes, in_sets.astype(xp.float64)])
-    return to_host(cells), (_detected_block(block), to_host(gene_counts).astype(np.float64))
+    return host_array(cells), (_detected_block(block), host_array(gene_counts).astype(np.float64))
 
 
 def qc_sums(X, sets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
