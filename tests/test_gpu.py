@@ -102,6 +102,13 @@ def test_gpu_sparse_helpers_match_scipy():
     np.testing.assert_allclose(cells[:, 2:], Z @ sets.astype(np.float64), rtol=1e-9)
     np.testing.assert_array_equal(detected, np.bincount(Z.indices[Z.data > 0], minlength=2000))
     np.testing.assert_allclose(counts, np.asarray(Z.sum(axis=0)).ravel(), rtol=1e-9)
+    # more gene sets than the kernel's flags hold: the chunk's sums take the sparse products
+    from scplaybook.pp._qc import _qc_chunk
+
+    many = np.random.default_rng(5).random((2_000, _gpu.QC_MAX_SETS + 1)) < 0.05
+    cells, (detected, counts) = _qc_chunk(_gpu.csr_to_gpu(Z), many)
+    np.testing.assert_allclose(cells[:, 2:], Z @ many.astype(np.float64), rtol=1e-5)
+    np.testing.assert_array_equal(detected, np.bincount(Z.indices[Z.data > 0], minlength=2000))
     dense = np.random.default_rng(3).random((5_000, 9_000), dtype=np.float32)
     np.testing.assert_array_equal(_gpu.to_host(_gpu.to_device(dense)), dense)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from ._backend import backend_for_graph, backend_for_X, is_gpu_array
+from ._chunks import is_dask
 from ._timing import note_backend
 
 if TYPE_CHECKING:
@@ -30,9 +31,12 @@ class Backend:
     ----------
     name
         ``"gpu"`` or ``"cpu"``.
+    chunked
+        Whether ``adata.X`` is held in row chunks (a Dask array: the step's chunked variant runs).
     """
 
     name: Literal["gpu", "cpu"]
+    chunked: bool = False
 
     @property
     def gpu(self) -> bool:
@@ -60,7 +64,7 @@ def dispatch(adata: AnnData, step: str, *, on: Literal["X", "graph"] = "graph") 
 
     Returns
     -------
-    The :class:`Backend` to run on.
+    The :class:`Backend` to run on, and whether ``X`` is in row chunks.
 
     Raises
     ------
@@ -69,7 +73,7 @@ def dispatch(adata: AnnData, step: str, *, on: Literal["X", "graph"] = "graph") 
     """
     name = backend_for_X(adata, step) if on == "X" else backend_for_graph(adata, step)
     note_backend(name)
-    return Backend(name)
+    return Backend(name, chunked=is_dask(adata.X))
 
 
 def host(a):

@@ -473,10 +473,14 @@ def cells_per_gene(X) -> np.ndarray:
     return counts.get().astype(np.int64)
 
 
+#: Gene sets the QC kernel counts in one pass (one bit each of a byte of flags per gene).
+QC_MAX_SETS = 8
+
+
 def qc_sums(X, sets: np.ndarray):
     """QC sums of a CuPy CSR matrix (float32 data, int32 indices) in one kernel.
 
-    ``sets``: genes x k boolean (k <= 8 gene sets). Returns CuPy arrays: cells x (2 + k) float64
+    ``sets``: genes x k boolean (k <= QC_MAX_SETS gene sets). Returns CuPy arrays: cells x (2 + k) float64
     [counts, genes detected, counts in each set], and per gene the cells detected (uint32) and
     the counts (float64).
     """
@@ -484,8 +488,8 @@ def qc_sums(X, sets: np.ndarray):
 
     n_rows, n_genes = X.shape
     k = sets.shape[1]
-    if k > 8:
-        raise ValueError(f"{k} gene sets: at most 8 fit the QC kernel's flags")
+    if k > QC_MAX_SETS:  # callers with more sets take the sparse-product path (pp._qc._qc_chunk)
+        raise ValueError(f"{k} gene sets: at most {QC_MAX_SETS} fit the QC kernel's flags")
     flags = cp.asarray(
         (sets.astype(np.uint8) << np.arange(k, dtype=np.uint8)).sum(axis=1, dtype=np.uint8)
     )

@@ -14,7 +14,6 @@ from .._chunks import (
     dense_copy,
     distributed_client,
     gather,
-    is_dask,
     map_chunks,
     persist_chunks,
     sum_over_chunks,
@@ -96,10 +95,9 @@ def highly_variable_genes(
         raise ParameterError(
             f"n_top_genes={n_top_genes} is more than the {adata.n_vars} genes left after filtering."
         )
-    dispatch(adata, "highly_variable_genes", on="X").sc.pp.highly_variable_genes(
-        adata, n_top_genes=n_top_genes, flavor=flavor
-    )
-    chunked = is_dask(adata.X)
+    backend = dispatch(adata, "highly_variable_genes", on="X")
+    backend.sc.pp.highly_variable_genes(adata, n_top_genes=n_top_genes, flavor=flavor)
+    chunked = backend.chunked
     if keep_raw and chunked:
         logger.info(
             "    data in row chunks: raw (all genes) is not kept; markers are ranked on the "
@@ -166,11 +164,12 @@ def regress_out(adata: AnnData, keys: Sequence[str] = ("total_counts", "pct_coun
         raise ParameterError(
             f"regress_out keys {missing} are not in obs; it has: {', '.join(map(str, adata.obs.columns))}."
         )
-    gpu = dispatch(adata, "regress_out", on="X").gpu
+    backend = dispatch(adata, "regress_out", on="X")
+    gpu = backend.gpu
     cov = np.column_stack(
         [np.ones(adata.n_obs)] + [adata.obs[k].to_numpy(dtype=np.float64) for k in keys]
     )
-    if is_dask(adata.X):  # row chunks kept across the workers of a distributed client
+    if backend.chunked:  # row chunks kept across the workers of a distributed client
         adata.X = _regress_out_chunks(adata.X, cov)
         return adata
     if gpu:
@@ -225,7 +224,7 @@ def scale(adata: AnnData, *, max_value: float | None = 10.0) -> AnnData:
     ``adata``, changed in place (``var['mean']`` and ``var['std']`` added).
     """
     backend = dispatch(adata, "scale", on="X")
-    if is_dask(adata.X):  # row chunks kept across the workers of a distributed client
+    if backend.chunked:  # row chunks kept across the workers of a distributed client
         adata.X, adata.var["mean"], adata.var["std"] = _scale_chunks(adata.X, max_value)
     else:
         backend.sc.pp.scale(adata, max_value=max_value)

@@ -10,7 +10,6 @@ from .._chunks import (
     all_to_host,
     dense,
     host_array,
-    is_dask,
     on_gpu,
     reduce_chunks,
     row_blocks,
@@ -54,7 +53,7 @@ def pca(adata: AnnData, *, n_comps: int = 50, random_state: int = 0) -> AnnData:
             f"n_pcs={n_comps} is too many for {adata.n_obs} cells x {adata.n_vars} genes: use at most {limit}."
         )
     backend = dispatch(adata, "pca", on="X")
-    if is_dask(adata.X):
+    if backend.chunked:
         logger.info(f"    PCA from the covariance, over {adata.X.numblocks[0]} row chunks")
         _store(adata, *_pca_chunks(adata.X, n_comps), method="covariance (row chunks)")
         # X stays on the workers: the steps up to differential expression need only X_pca, and

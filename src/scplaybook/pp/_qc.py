@@ -77,7 +77,7 @@ def calculate_qc_metrics(
         )
     adata.uns["qc"] = {"mito_prefix": prefix, "n_mt_genes": int(adata.var["mt"].sum())}
     backend = dispatch(adata, "calculate_qc_metrics", on="X")
-    if is_dask(adata.X):
+    if backend.chunked:
         _qc_in_chunks(adata, ("mt", "ribo"))
     elif backend.gpu:
         backend.sc.pp.calculate_qc_metrics(adata, qc_vars=["mt", "ribo"], log1p=False)
@@ -196,7 +196,7 @@ def filter_cells(
             f"Loosen the thresholds: n_genes_by_counts ranges {n_genes.min():.0f}-{n_genes.max():.0f}, "
             f"pct_counts_mt {pct_mt.min():.1f}-{pct_mt.max():.1f}."
         )
-    dispatch(adata, "filter_cells", on="X")
+    chunked = dispatch(adata, "filter_cells", on="X").chunked
     adata.uns["filter_cells"] = {
         "method": method,
         **used,
@@ -205,7 +205,7 @@ def filter_cells(
     }
     logger.info(f"    kept {n_keep} of {adata.n_obs} cells")
     subset_obs(adata, mask)
-    if is_dask(adata.X):
+    if chunked:
         adata.X = persist_chunks(adata.X)
     return adata
 
@@ -225,7 +225,7 @@ def filter_genes(adata: AnnData, *, min_cells: int = 3) -> AnnData:
     -------
     ``adata``, subset in place, with ``var['n_cells']``.
     """
-    dispatch(adata, "filter_genes", on="X")
+    chunked = dispatch(adata, "filter_genes", on="X").chunked
     n_cells = cells_per_gene(adata.X)
     mask = n_cells >= min_cells
     if not mask.any():
@@ -235,7 +235,7 @@ def filter_genes(adata: AnnData, *, min_cells: int = 3) -> AnnData:
         )
     adata.var["n_cells"] = n_cells
     subset_var(adata, mask)
-    if is_dask(adata.X):
+    if chunked:
         adata.X = persist_chunks(adata.X)
     logger.info(f"    kept {int(mask.sum())} of {mask.size} genes")
     return adata
@@ -273,7 +273,7 @@ def _qc_chunk(block, sets: np.ndarray) -> tuple:
     if is_gpu_array(block) and hasattr(block, "indptr"):
         from .. import _gpu
 
-        if _gpu._plain(block):
+        if _gpu._plain(block) and sets.shape[1] <= _gpu.QC_MAX_SETS:
             cells, detected, counts = _gpu.qc_sums(block, sets)
             return host_array(cells), (host_array(detected).astype(np.int64), host_array(counts))
     w = xp.asarray(sets, dtype=xp.float32)
