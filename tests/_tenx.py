@@ -12,10 +12,13 @@ import scipy.sparse as sp
 
 
 def write_h5_v3(
-    path: Path, X: sp.csr_matrix, genes: list[str], barcodes: list[str], genomes=None, drop=()
-):
+    path: Path, X: sp.csr_matrix, genes: list[str], barcodes: list[str], genomes=None, drop=(),
+    types=None,
+):  # fmt: skip
+    """``types``: each feature's type (default: all Gene Expression); others get no genome."""
     csc = sp.csc_matrix(X.T)  # 10x stores genes x cells, column = cell
-    genomes = genomes or ["GRCh38"] * len(genes)
+    types = types or ["Gene Expression"] * len(genes)
+    genomes = genomes or ["GRCh38" if t == "Gene Expression" else "" for t in types]
     with h5py.File(path, "w") as f:
         m = f.create_group("matrix")
         for k, v in {"barcodes": np.array(barcodes, dtype="S"), "data": csc.data.astype(np.int32),
@@ -28,9 +31,7 @@ def write_h5_v3(
             "id", data=np.array([f"ENSG{i:011d}" for i in range(len(genes))], dtype="S")
         )
         feat.create_dataset("name", data=np.array(genes, dtype="S"))
-        feat.create_dataset(
-            "feature_type", data=np.array(["Gene Expression"] * len(genes), dtype="S")
-        )
+        feat.create_dataset("feature_type", data=np.array(types, dtype="S"))
         feat.create_dataset("genome", data=np.array(genomes, dtype="S"))
         feat.create_dataset("_all_tag_keys", data=np.array([b"genome"]))
 
@@ -62,6 +63,7 @@ def write_mtx(
     v3=True,
     gz=True,
     prefix="",
+    types=None,
 ):
     folder.mkdir(parents=True, exist_ok=True)
     op = gzip.open if gz else open
@@ -71,6 +73,7 @@ def write_mtx(
     fname = "features.tsv" if v3 else "genes.tsv"
     with op(folder / f"{prefix}{fname}{ext}", "wt") as f:
         for i, g in enumerate(genes):
-            f.write(f"ENSG{i:011d}\t{g}" + ("\tGene Expression\n" if v3 else "\n"))
+            t = types[i] if types else "Gene Expression"
+            f.write(f"ENSG{i:011d}\t{g}" + (f"\t{t}\n" if v3 else "\n"))
     with op(folder / f"{prefix}barcodes.tsv{ext}", "wt") as f:
         f.write("\n".join(barcodes) + "\n")

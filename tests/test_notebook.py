@@ -71,6 +71,19 @@ def test_biology_recovered(result):
     check_biology(result)
 
 
+def test_saved_file_has_scanpys_keys(result):
+    """A scanpy user's own calls work on adata.h5ad as it is."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import scanpy as sc
+
+    assert "umap" in result.uns and "X_umap" not in result.uns
+    assert result.uns["rank_genes_groups"]["params"]["method"] == "wilcoxon"
+    sc.pl.rank_genes_groups(result, n_genes=3, show=False)
+    sc.pl.umap(result, color="leiden", show=False)
+
+
 def test_a_second_run_never_touches_the_first(run_dir, tmp_path):
     before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*")}
     with pytest.raises(scp.ParameterError, match="unknown parameter"):
@@ -119,34 +132,35 @@ def test_flipped_bytes_in_results_are_caught(run_dir, tmp_path):
         scp.read(copy / "adata.h5ad", check_counts=False)
 
 
-def test_own_data_without_batches_or_labels(tmp_path, raw_adata):
-    """A user's file with one batch and no labels: Harmony is skipped, DE groups by Leiden."""
+def test_own_data_with_the_defaults_alone(tmp_path, raw_adata):
+    """A user's file with one batch and no labels, only --data: every "auto" default fits it."""
     own = raw_adata.copy()
     own.obs = own.obs[[]]  # nothing but barcodes
     own.write_h5ad(tmp_path / "own.h5ad")
-    params = {"batch_key": "assay", "label_key": None, "dpt_root": None, "backend": "cpu"}
-    with pytest.raises(scp.runner.RunFailed):
-        scp.runner.run_playbook(
-            data=tmp_path / "own.h5ad", out=tmp_path / "a", params=params, progress=False
-        )
-    params["batch_key"] = None
     run = scp.runner.run_playbook(
-        data=tmp_path / "own.h5ad", out=tmp_path / "b", params=params, progress=False
+        data=tmp_path / "own.h5ad", out=tmp_path / "b", params={"backend": "cpu"}, progress=False
     )
     res = ad.read_h5ad(run / "adata.h5ad")
-    assert (
-        "rank_genes_groups_wilcoxon" in res.uns
-        and res.uns["rank_genes_groups_wilcoxon"]["params"]["groupby"] == "leiden_harmony"
-    )
-    assert "dpt_pseudotime" not in res.obs
-    assert (run / "figures" / "umap_after_harmony.png").exists()
+    prov = json.loads((run / "provenance.json").read_text())["parameters"]
+    assert prov["batch_key"] is None and prov["label_key"] is None and prov["dpt_groups"] is None
+    assert res.uns["rank_genes_groups_wilcoxon"]["params"]["groupby"] == "leiden_harmony"
+    assert res.obs["dpt_pseudotime"].notna().all()  # all cells, rooted at a diffusion-map end
+    assert res.uns["dpt"]["root_group"] in set(res.obs["leiden_harmony"].astype(str))
+    log = (run / "scRNA_analysis_preprocessing.ipynb").read_text()
+    assert "batch_key='auto': no obs column batch / sample / assay" in log
+    assert "root_group='auto': the pseudotime starts in" in log
+    # a column that is not there, named on purpose, still stops the run at load
+    with pytest.raises(scp.runner.RunFailed, match="batch_key='donor' is not a column of obs"):
+        scp.runner.run_playbook(
+            data=tmp_path / "own.h5ad", out=tmp_path / "a", params={"batch_key": "donor"},
+            progress=False,
+        )  # fmt: skip
 
 
 def test_labels_in_dpt_root_without_label_key_refused_early(tmp_path):
+    params = {"label_key": None, "dpt_root": "CD14 Monocyte", "backend": "cpu"}
     with pytest.raises(scp.runner.RunFailed) as e:
-        scp.runner.run_playbook(
-            out=tmp_path, params={"label_key": None, "backend": "cpu"}, progress=False
-        )
+        scp.runner.run_playbook(out=tmp_path, params=params, progress=False)
     assert "label_key is None, so groups are Leiden clusters" in str(e.value)
     (run,) = tmp_path.iterdir()
     assert json.loads(

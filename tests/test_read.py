@@ -134,18 +134,77 @@ def test_lognormalised_and_scaled_are_named(adata):
         scp.io.check_raw_counts(adata.X, source="m")
 
 
-def test_layer_with_counts_is_suggested_and_used(tmp_path, small):
+def test_counts_are_found_in_raw_or_a_layer(tmp_path, small):
+    """CELLxGENE keeps log-normalised X and the counts in raw.X (or a layer): 'auto' finds them."""
+    import anndata as ad
+
     a, *_ = small
-    a.layers["counts"] = a.X.copy()
-    a.X = a.X.multiply(0.5).tocsr()
-    a.write_h5ad(tmp_path / "x.h5ad")
-    with pytest.raises(InputError, match=r"layers counts"):
-        scp.read(tmp_path / "x.h5ad")
-    assert scp.read(tmp_path / "x.h5ad", layer="counts").X.sum() == pytest.approx(
-        a.layers["counts"].sum()
+    counts = a.X.copy()
+    lognorm = a.X.copy()
+    lognorm.data = np.log1p(lognorm.data * 1.7)  # not integers
+    cxg = ad.AnnData(X=lognorm, obs=a.obs, var=a.var)
+    cxg.raw = ad.AnnData(X=counts, obs=a.obs[[]], var=a.var[[]])  # raw.var without feature_name
+    cxg.write_h5ad(tmp_path / "cxg.h5ad")
+    r = scp.read(tmp_path / "cxg.h5ad")
+    assert (r.X != counts).nnz == 0
+    assert "CD3E" in r.var_names  # the symbols from var['feature_name']
+    with pytest.raises(InputError, match=r"cxg.h5ad: the matrix has non-integer values"):
+        scp.read(tmp_path / "cxg.h5ad", counts="X")
+    with pytest.raises(ParameterError, match=r"counts='umis' is not in .*'raw' \(present\)"):
+        scp.read(tmp_path / "cxg.h5ad", counts="umis")
+
+    layered = ad.AnnData(X=lognorm, obs=a.obs, var=a.var, layers={"counts": counts})
+    layered.write_h5ad(tmp_path / "layer.h5ad")
+    assert (scp.read(tmp_path / "layer.h5ad").X != counts).nnz == 0
+    assert (scp.read(tmp_path / "layer.h5ad", counts="counts").X != counts).nnz == 0
+    with pytest.raises(ParameterError, match=r"has no raw.X"):
+        scp.read(tmp_path / "layer.h5ad", counts="raw")
+
+    ad.AnnData(X=lognorm, obs=a.obs, var=a.var).write_h5ad(tmp_path / "none.h5ad")
+    with pytest.raises(InputError, match=r"X is not raw counts: .*looked at nothing else"):
+        scp.read(tmp_path / "none.h5ad")
+
+
+def test_antibody_and_crispr_features_are_kept_aside(tmp_path, small):
+    """Cell Ranger with antibodies: X holds genes only; each other type sits in obsm, reported."""
+    _, X, genes, bc = small
+    types = (
+        ["Gene Expression"] * (len(genes) - 5)
+        + ["Antibody Capture"] * 3
+        + ["CRISPR Guide Capture"] * 2
     )
-    with pytest.raises(ParameterError, match="its layers are: counts"):
-        scp.read(tmp_path / "x.h5ad", layer="raw_counts")
+    names = genes[:-5] + ["CD3_TotalSeqB", "CD19_TotalSeqB", "CD14_TotalSeqB", "g1", "g2"]
+    write_h5_v3(tmp_path / "abc.h5", X, names, bc, types=types)
+    write_mtx(tmp_path / "abc", X, names, bc, types=types)
+    for p in ("abc.h5", "abc"):
+        r = scp.read(tmp_path / p)
+        assert r.n_vars == len(genes) - 5 and "CD3_TotalSeqB" not in r.var_names
+        ab = r.obsm["antibody_capture"]
+        assert list(ab.columns) == ["CD3_TotalSeqB", "CD19_TotalSeqB", "CD14_TotalSeqB"]
+        np.testing.assert_array_equal(ab.to_numpy(), X[:, -5:-2].toarray())
+        assert r.obsm["crispr_guide_capture"].shape == (X.shape[0], 2)
+    only_ab = ["Antibody Capture"] * len(genes)
+    write_mtx(tmp_path / "ab_only", X, genes, bc, types=only_ab)
+    with pytest.raises(InputError, match="no Gene Expression features"):
+        scp.read(tmp_path / "ab_only")
+
+
+def test_a_folder_of_several_samples_is_read_whole(tmp_path, small):
+    """GEO-style folders hold one matrix per sample, told apart by a file-name prefix."""
+    _, X, genes, bc = small
+    write_mtx(tmp_path / "geo", X[:50], genes, bc[:50], prefix="GSM1_donorA_")
+    write_mtx(tmp_path / "geo", X[50:], genes, bc[50:], prefix="GSM2_donorB_")
+    r = scp.read(tmp_path / "geo")
+    assert r.n_obs == X.shape[0] and (r.X != X).nnz == 0
+    assert r.obs["sample"].value_counts().to_dict() == {
+        "GSM1_donorA": 50,
+        "GSM2_donorB": X.shape[0] - 50,
+    }
+    assert r.obs_names[0] == f"GSM1_donorA_{bc[0]}" and r.obs_names.is_unique
+    write_mtx(tmp_path / "mixed", X[:50], genes, bc[:50], prefix="A_")
+    write_mtx(tmp_path / "mixed", X[50:, :300], genes[:300], bc[50:], prefix="B_")
+    with pytest.raises(InputError, match=r"do not list the same features \('B' differs from 'A'\)"):
+        scp.read(tmp_path / "mixed")
 
 
 def test_dense_float64_integers_are_converted(tmp_path, small):

@@ -13,9 +13,16 @@ from scplaybook.runner._run import default_notebook, notebook_parameters
 def test_notebook_defaults_are_the_recipe_defaults():
     nb = {k: ast.literal_eval(v) for k, v in notebook_parameters(default_notebook()).items()}
     assert {k: nb[k] for k in DEFAULTS} == DEFAULTS
-    infrastructure = {"data_path", "chunk_cells", "dask_workers", "gene_symbols", "backend",
-                      "output_dir", "dpt_root", "dpt_groups"}  # fmt: skip
-    assert set(nb) - set(DEFAULTS) == infrastructure
+    reading = {"data_path", "gene_symbols", "counts", "genome"}
+    infrastructure = {
+        "chunk_cells",
+        "dask_workers",
+        "backend",
+        "output_dir",
+        "dpt_root",
+        "dpt_groups",
+    }
+    assert set(nb) - set(DEFAULTS) == reading | infrastructure
 
 
 def test_original_parameters_are_the_reference_notebooks():

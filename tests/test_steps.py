@@ -217,6 +217,20 @@ def test_mad_cutoffs_have_a_floor_when_most_cells_have_no_mito_reads(adata):
     assert adata.n_obs > 0.9 * n
 
 
+def test_barcodes_without_counts_do_not_empty_the_mad_filter(adata):
+    """Barcodes with no count have pct_counts_mt NaN: a real 10k mouse file lost every cell to it."""
+    X = adata.X.tocsr(copy=True)
+    X.data[: X.indptr[30]] = 0  # empty droplets among the cells
+    X.eliminate_zeros()
+    adata.X = X
+    scp.pp.calculate_qc_metrics(adata)
+    assert adata.obs["pct_counts_mt"].isna().sum() == 30
+    n = adata.n_obs
+    scp.pp.filter_cells(adata, method="mad", n_mads=5)
+    assert n - 30 >= adata.n_obs > 0.9 * n
+    assert adata.obs["total_counts"].min() > 0
+
+
 def test_nan_batches_labels_and_bad_numbers_refused_before_the_long_steps(adata):
     from scplaybook.runner import check_params
 
@@ -237,3 +251,51 @@ def test_nan_batches_labels_and_bad_numbers_refused_before_the_long_steps(adata)
             check_params(adata, {**base, **bad})
     with pytest.raises(ParameterError, match="needs more than 1801 cells for t-SNE"):
         check_params(adata, {**base, "perplexity": 600})
+
+
+def test_auto_parameters_fit_the_data_and_say_what_they_chose(adata, caplog):
+    """'auto' takes a batch/label column when one can serve, else runs without it; never fails."""
+    from scplaybook.runner import check_params
+
+    auto = {"batch_key": "auto", "label_key": "auto", "dpt_root": "auto", "dpt_groups": "auto"}
+    p = check_params(adata, auto)  # the demo's own columns and declared lineage
+    assert (p["batch_key"], p["label_key"]) == ("assay", "cell_type")
+    assert p["dpt_root"] == "CD14 Monocyte" and p["dpt_groups"] == ["CD14 Monocyte", "Macrophage"]
+    a = adata.copy()
+    a.obs["sample"] = np.where(np.arange(a.n_obs) % 2, "s1", "s2")  # before assay in the order
+    a.obs["batch"] = "one"  # a single value cannot be corrected for: skipped
+    with caplog.at_level("INFO", logger="scplaybook"):
+        assert check_params(a, auto)["batch_key"] == "sample"
+    assert (
+        "obs['batch'] has 1 values" in caplog.text
+        and "batch_key='auto': obs['sample']" in caplog.text
+    )
+    bare = adata.copy()
+    bare.obs = bare.obs[[]]
+    bare.uns.pop("synthetic", None)
+    p = check_params(bare, auto)
+    assert p["batch_key"] is None and p["label_key"] is None
+    assert p["dpt_root"] == "auto" and p["dpt_groups"] is None  # tl.dpt picks the root
+    withnan = adata.copy()
+    withnan.obs["cell_type"] = withnan.obs["cell_type"].cat.add_categories(["x"])
+    withnan.obs.iloc[:3, withnan.obs.columns.get_loc("cell_type")] = np.nan
+    p = check_params(withnan, auto)  # 'auto' passes over a column with empty values
+    assert p["label_key"] is None and p["dpt_groups"] is None
+
+
+def test_cpu_neighbors_of_8192_cells_and_more():
+    """At 8192 cells scanpy's kNN switches to pynndescent, whose 0.7 broke it (sparse arrays)."""
+    import anndata as ad
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=20, size=(4, 10))
+    blob = np.repeat(np.arange(4), 2050)
+    a = ad.AnnData(np.zeros((blob.size, 1), np.float32))
+    a.obsm["X_pca"] = (centres[blob] + rng.normal(size=(blob.size, 10))).astype(np.float32)
+    scp.set_backend("cpu")
+    scp.pp.neighbors(a, n_neighbors=15, n_pcs=10, use_rep="X_pca")
+    d = a.obsp["distances"].tocsr()
+    per_row = np.diff(d.indptr)
+    assert (per_row >= 14).all()  # 15 neighbours, the cell itself included (scanpy#3809: 16 stored)
+    rows = np.repeat(np.arange(blob.size), per_row)
+    assert (blob[d.indices] == blob[rows]).mean() > 0.999

@@ -9,9 +9,10 @@ notebook's parameter cell has the same defaults).
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import get, pp, tl
+from ._settings import logger
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -31,14 +32,79 @@ DEFAULTS: dict = {
     "n_pcs": 40,
     "n_neighbors": 15,
     "resolution": 0.6,
-    "batch_key": "assay",
+    "batch_key": "auto",
     "perplexity": 30,
-    "label_key": "cell_type",
+    "label_key": "auto",
     "seed": 0,
 }
 
 #: The original NVIDIA/scverse playbook's parameters (the benchmark's reference recipe).
 ORIGINAL = {**DEFAULTS, "min_genes": None, "n_top_genes": 5000, "n_comps": 100}
+
+
+#: Columns of ``obs`` that ``batch_key="auto"`` / ``label_key="auto"`` use, the first found.
+BATCH_COLUMNS = ("batch", "sample", "assay")
+LABEL_COLUMNS = ("cell_type", "celltype", "cell_types")
+
+
+def _auto_column(adata: AnnData, name: str, candidates: tuple[str, ...], what: str) -> str | None:
+    """Return the first of ``candidates`` in ``obs`` that can serve (2+ values, none empty)."""
+    for c in candidates:
+        if c not in adata.obs:
+            continue
+        col = adata.obs[c]
+        n = col.nunique()
+        if col.isna().any() or not 2 <= n <= adata.n_obs // 2:
+            logger.info(f"{name}='auto': obs[{c!r}] has {n} values or empty ones; not used")
+            continue
+        logger.info(f"{name}='auto': obs[{c!r}] ({n} {what}); set {name}=... to choose another")
+        return c
+    logger.info(
+        f"{name}='auto': no obs column {' / '.join(candidates)}, so no {what}; "
+        f"set {name}='COLUMN' to use one"
+    )
+    return None
+
+
+def resolve_params(adata: AnnData, params: dict[str, Any]) -> dict[str, Any]:
+    """Settle the parameters set to ``"auto"`` against the data, each choice said in the log.
+
+    ``batch_key`` / ``label_key``: the first of :data:`BATCH_COLUMNS` / :data:`LABEL_COLUMNS` in
+    ``obs`` with 2 or more values and no empty one, else ``None`` (no Harmony correction; groups
+    are the Leiden clusters). ``dpt_root`` / ``dpt_groups``: the lineage the dataset declares
+    (``uns['synthetic']['trajectory']``, as the demo does) when its labels are used; otherwise
+    all cells, with the root at one end of the first diffusion component (:func:`scplaybook.tl.dpt`
+    with ``root_group="auto"``).
+
+    Parameters
+    ----------
+    adata
+        The data the parameters are for (its ``obs`` columns and ``uns``).
+    params
+        Parameters, some of them ``"auto"``.
+
+    Returns
+    -------
+    A copy of ``params`` with no ``"auto"`` left except ``dpt_root`` without a declared lineage.
+    """
+    p = dict(params)
+    if p.get("batch_key") == "auto":
+        p["batch_key"] = _auto_column(adata, "batch_key", BATCH_COLUMNS, "batches")
+    if p.get("label_key") == "auto":
+        p["label_key"] = _auto_column(adata, "label_key", LABEL_COLUMNS, "cell-type labels")
+    declared = (adata.uns.get("synthetic") or {}).get("trajectory")
+    if p.get("dpt_root") == "auto" or p.get("dpt_groups") == "auto":
+        lineage = [str(g) for g in declared] if declared is not None and len(declared) else None
+        labels = set(adata.obs[p["label_key"]].astype(str)) if p.get("label_key") else set()
+        if lineage and set(lineage) <= labels:
+            if p.get("dpt_root") == "auto":
+                p["dpt_root"] = lineage[0]
+            if p.get("dpt_groups") == "auto":
+                p["dpt_groups"] = lineage
+            logger.info(f"dpt: the lineage the dataset declares, {' -> '.join(lineage)}")
+        elif p.get("dpt_groups") == "auto":
+            p["dpt_groups"] = None  # all cells; dpt_root 'auto' is settled by tl.dpt
+    return p
 
 
 def _filter(a: AnnData, p: dict) -> None:
@@ -141,6 +207,7 @@ def run(
     unknown = set(p) - set(DEFAULTS)
     if unknown:
         raise KeyError(f"unknown recipe parameter(s): {', '.join(sorted(unknown))}")
+    p = resolve_params(adata, p)
     wanted = STEP_NAMES if only is None else list(only)
     missing = [n for n in wanted if n not in STEP_NAMES]
     if missing:

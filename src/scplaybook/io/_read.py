@@ -39,12 +39,19 @@ def _sniff(path: Path) -> str:
     return "unknown"
 
 
-def _find_mtx_prefix(folder: Path) -> str | None:
+def _mtx_prefixes(folder: Path) -> list[str]:
+    """File-name prefixes of the 10x matrices in ``folder`` (``""`` for a plain ``matrix.mtx.gz``)."""
+    found = []
     for f in sorted(folder.iterdir()):
         for name in _MTX_NAMES:
-            if f.name.endswith(name):
-                return f.name[: -len(name)]
-    return None
+            if f.name.endswith(name) and f.name[: -len(name)] not in found:
+                found.append(f.name[: -len(name)])
+    return found
+
+
+def _sample_name(prefix: str) -> str:
+    """``GSM123_donor1_`` -> ``GSM123_donor1``: the prefix without its trailing separator."""
+    return prefix.rstrip("_.-") or prefix
 
 
 def _h5_kind(path: Path) -> tuple[str, list[str]]:
@@ -69,8 +76,8 @@ def _h5_kind(path: Path) -> tuple[str, list[str]]:
                         "The file is incomplete: download or export it again."
                     )
                 genomes = []
-                if "genome" in m["features"]:
-                    genomes = sorted({g.decode() for g in m["features"]["genome"][:]})
+                if "genome" in m["features"]:  # features that are not genes have no genome ("")
+                    genomes = sorted({g.decode() for g in m["features"]["genome"][:]} - {""})
                 return "10x_v3", genomes
             groups = [k for k in keys if isinstance(f[k], h5py.Group)]
             v2 = [
@@ -103,7 +110,7 @@ def read(
     *,
     gene_symbols: str | None = "auto",
     genome: str | None = None,
-    layer: str | None = None,
+    counts: str = "auto",
     check_counts: bool = True,
     chunk_cells: int | None = None,
 ) -> AnnData:
@@ -119,8 +126,11 @@ def read(
         present; ``None`` keeps ``var_names`` as they are.
     genome
         Which genome of a multi-genome 10x file to read.
-    layer
-        Take the counts from this layer of a ``.h5ad`` instead of ``X``.
+    counts
+        Where a ``.h5ad`` keeps the raw counts: ``"X"``, ``"raw"`` (``raw.X``, with ``raw.var``) or
+        the name of a layer. ``"auto"``: ``X`` when it holds counts, else ``raw.X``, else the first
+        layer that does (``counts`` first), as CELLxGENE files keep log-normalised values in ``X``;
+        the log says which.
     check_counts
         Refuse matrices that are not raw counts (see :func:`check_raw_counts`). A ``.h5ad`` read
         lazily (below) has its first cells checked here, and every value when it is read.
@@ -134,31 +144,38 @@ def read(
 
     Returns
     -------
-    AnnData with float32 CSR counts (or a Dask array of them) and unique ``var_names``.
+    AnnData with float32 CSR counts (or a Dask array of them) and unique ``var_names``. Features
+    of a 10x file that are not genes (Antibody Capture, CRISPR Guide Capture...) are not in ``X``:
+    each type is kept aside as a cells x features table in ``obsm`` (``obsm['antibody_capture']``).
+    A folder of several 10x matrices (GEO-style file prefixes) is read whole, with the prefix in
+    ``obs['sample']``.
 
     Raises
     ------
     InputError
         For a missing, empty, truncated, corrupt or unknown file, or values that are not counts.
     ParameterError
-        For a ``gene_symbols`` column, ``layer`` or ``genome`` that the file does not have.
+        For a ``gene_symbols`` column, ``counts`` source or ``genome`` that the file does not have.
     """
     import anndata as ad
     import scanpy as sc
 
     path = Path(path).expanduser()
+    source = "X"  # where the counts are (counts=)
     if not path.exists():
         raise InputError(
             f"{path} does not exist. Check the path, or run without --data for the demo dataset."
         )
     if path.is_dir():
-        prefix = _find_mtx_prefix(path)
-        if prefix is None:
+        prefixes = _mtx_prefixes(path)
+        if not prefixes:
+            files = sorted(f.name for f in path.iterdir() if f.suffix in (".h5", ".h5ad"))
             raise InputError(
-                f"{path} is a folder without a 10x matrix.mtx[.gz]. Give the .h5ad or .h5 file itself, "
-                "or the folder holding matrix.mtx.gz, features.tsv.gz and barcodes.tsv.gz."
+                f"{path} is a folder without a 10x matrix.mtx[.gz]. Give the .h5ad or .h5 file itself"
+                + (f" (this folder has {', '.join(files[:5])})" if files else "")
+                + ", or the folder holding matrix.mtx.gz, features.tsv.gz and barcodes.tsv.gz."
             )
-        adata = _read_mtx(path, prefix)
+        adata = _split_features(_read_samples(path, prefixes), path)
     else:
         kind = _sniff(path)
         if kind == "empty":
@@ -189,7 +206,9 @@ def read(
 
         verify_checksum(path)
         h5kind, genomes = _h5_kind(path)
-        nnz = _h5ad_nnz(path) if h5kind == "h5ad" and layer is None else -1
+        if h5kind == "h5ad":
+            source = _counts_source(path, counts, check=check_counts)
+        nnz = _h5ad_nnz(path) if h5kind == "h5ad" and source == "X" else -1
         # row chunks when asked for, when one matrix cannot hold X, or to spread the work over the
         # workers of a Dask distributed client
         chunked = bool(chunk_cells) or nnz >= 2**31 - 1 or distributed_client() is not None
@@ -203,13 +222,7 @@ def read(
                     f"{path} could not be read as .h5ad ({type(e).__name__}: {e}): it looks truncated "
                     "or corrupt. Download or copy it again."
                 ) from e
-            if layer is not None:
-                if layer not in adata.layers:
-                    raise ParameterError(
-                        f"layer={layer!r} is not in {path}; its layers are: "
-                        f"{', '.join(k for k in adata.layers.keys() if isinstance(k, str)) or 'none'}."
-                    )
-                adata.X = adata.layers[layer]
+            adata = _take_counts(adata, source)
         else:
             if len(genomes) > 1 and genome is None:
                 raise ParameterError(
@@ -220,12 +233,12 @@ def read(
                     f"genome={genome!r} is not in {path}; it has: {', '.join(genomes)}."
                 )
             try:
-                adata = sc.read_10x_h5(path, genome=genome)
+                adata = sc.read_10x_h5(path, genome=genome, gex_only=False)
             except Exception as e:
                 raise InputError(
                     f"{path} could not be read as a 10x .h5 file ({type(e).__name__}: {e})."
                 ) from e
-            adata.var = adata.var.rename(columns={"gene_ids": "gene_ids"})
+            adata = _split_features(adata, path)
     adata = _set_gene_symbols(adata, gene_symbols, path)
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise InputError(
@@ -237,11 +250,147 @@ def read(
         if problem:
             raise InputError(f"{path}: {problem}")
     elif check_counts:
-        adata.X = check_raw_counts(
-            adata.X, source=str(path), layers=[k for k in adata.layers.keys() if isinstance(k, str)]
-        )
+        where = "" if source == "X" else f" ({_where(source)})"
+        adata.X = check_raw_counts(adata.X, source=f"{path}{where}")
     adata.uns["input_path"] = str(path.resolve())
     logger.info(f"read {path.name}: {adata.n_obs} cells x {adata.n_vars} genes")
+    return adata
+
+
+#: Layers looked at first for counts (then the others, in the file's order).
+COUNT_LAYERS = ("counts", "raw_counts", "umi_counts", "umis")
+
+
+def _head_values(elem, n: int = 2_000_000) -> np.ndarray:
+    """Return the first ``n`` stored values of a matrix in an HDF5 file (sparse group or dense dataset)."""
+    import h5py
+
+    if isinstance(elem, h5py.Group):
+        return elem["data"][:n]
+    rows = max(1, n // max(1, elem.shape[1])) if elem.ndim == 2 else n
+    return np.asarray(elem[:rows]).ravel()
+
+
+def _where(source: str) -> str:
+    return "raw.X" if source == "raw" else f"layers[{source!r}]"
+
+
+def _counts_source(path: Path, counts: str, *, check: bool) -> str:
+    """Where the counts of a ``.h5ad`` are: ``"X"``, ``"raw"`` or a layer's name (see :func:`read`)."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        layers = list(f["layers"].keys()) if "layers" in f else []
+        has_raw = "raw" in f and "X" in f["raw"]
+        offer = (
+            f"counts='X', 'raw' ({'present' if has_raw else 'absent here'}), a layer "
+            f"({', '.join(layers) or 'none here'}) or 'auto'"
+        )
+        if counts == "raw" and not has_raw:
+            raise ParameterError(f"counts='raw', but {path} has no raw.X. Use {offer}.")
+        if counts not in ("auto", "X", "raw") and counts not in layers:
+            raise ParameterError(f"counts={counts!r} is not in {path}. Use {offer}.")
+        if counts != "auto":
+            return counts
+        if not check:
+            return "X"
+        problem = not_counts(_head_values(f["X"]))
+        if problem is None:
+            return "X"
+        candidates = (["raw"] if has_raw else []) + sorted(
+            layers, key=lambda k: COUNT_LAYERS.index(k) if k in COUNT_LAYERS else len(COUNT_LAYERS)
+        )
+        for c in candidates:
+            if not_counts(_head_values(f["raw"]["X"] if c == "raw" else f["layers"][c])) is None:
+                logger.info(
+                    f"counts='auto': X is not raw counts, so the counts come from {_where(c)} "
+                    f"(counts='X', 'raw' or a layer's name chooses)"
+                )
+                return c
+    looked = ", ".join(map(_where, candidates)) or "nothing else"
+    raise InputError(
+        f"{path}: X is not raw counts: {problem} No other matrix holds counts either (looked at "
+        f"{looked}). Use the file with the raw counts (CELLxGENE offers it as a download of its own)."
+    )
+
+
+def _take_counts(adata: AnnData, source: str) -> AnnData:
+    """``adata`` with the counts from ``source`` (``"X"``, ``"raw"`` or a layer) in ``X``."""
+    import anndata as ad
+
+    if source == "X":
+        return adata
+    if source != "raw":
+        adata.X = adata.layers[source]
+        return adata
+    raw = adata.raw
+    var = raw.var.copy()
+    if var.index.isin(adata.var_names).all():  # e.g. gene symbols only in var['feature_name']
+        for c in adata.var.columns.difference(var.columns):
+            var[c] = adata.var[c].reindex(var.index)
+    return ad.AnnData(X=raw.X, obs=adata.obs, var=var, uns=adata.uns, obsm=dict(adata.obsm))
+
+
+def _split_features(adata: AnnData, path: Path) -> AnnData:
+    """Keep gene expression in ``X``; each other feature type (antibodies...) aside in ``obsm``."""
+    import re
+
+    import pandas as pd
+
+    if "feature_types" not in adata.var:
+        return adata
+    types = adata.var["feature_types"].astype(str).to_numpy()
+    gex = types == "Gene Expression"
+    if gex.all():
+        return adata
+    if not gex.any():
+        raise InputError(
+            f"{path} has no Gene Expression features (it has {', '.join(sorted(set(types)))}): "
+            "the playbook analyses gene expression."
+        )
+    for t in sorted(set(types[~gex])):
+        m = types == t
+        key = re.sub(r"\W+", "_", t.lower()).strip("_")
+        block = adata.X[:, m]
+        adata.obsm[key] = pd.DataFrame(
+            block.toarray() if sp.issparse(block) else np.asarray(block),
+            index=adata.obs_names,
+            columns=adata.var_names[m].astype(str),
+        ).astype(np.float32)
+        logger.info(
+            f"{path.name}: {int(m.sum())} {t} feature(s) kept aside in obsm[{key!r}], not analysed; "
+            f"X holds the {int(gex.sum())} genes"
+        )
+    out = adata[:, gex].copy()
+    out.var = out.var.drop(columns="feature_types")
+    return out
+
+
+def _read_samples(folder: Path, prefixes: list[str]) -> AnnData:
+    """Read a folder of one or several 10x matrices; several become one, ``obs['sample']`` apart."""
+    import anndata as ad
+    import pandas as pd
+
+    if len(prefixes) == 1:
+        return _read_mtx(folder, prefixes[0])
+    parts, names = [], [_sample_name(p) or "matrix" for p in prefixes]
+    for prefix, name in zip(prefixes, names, strict=True):
+        a = _read_mtx(folder, prefix)
+        if parts and not a.var["gene_ids"].equals(parts[0].var["gene_ids"]):
+            raise InputError(
+                f"{folder}: the samples do not list the same features ({name!r} differs from "
+                f"{names[0]!r}), so they cannot be one matrix. Put each sample's three files in a "
+                "folder of its own and analyse them one at a time."
+            )
+        a.obs_names = [f"{name}_{b}" for b in a.obs_names]
+        a.obs["sample"] = name
+        parts.append(a)
+    adata = ad.concat(parts, merge="same")
+    adata.obs["sample"] = pd.Categorical(adata.obs["sample"], categories=names)
+    logger.info(
+        f"{folder.name}: {len(parts)} samples ({', '.join(names)}) read as one matrix, the sample "
+        "in obs['sample'] (batch_key='auto' corrects for it)"
+    )
     return adata
 
 

@@ -91,10 +91,12 @@ def highly_variable_genes(
     -------
     ``adata`` with ``var['highly_variable']``; subset in place when ``subset``.
     """
-    if n_top_genes > adata.n_vars:
-        raise ParameterError(
-            f"n_top_genes={n_top_genes} is more than the {adata.n_vars} genes left after filtering."
+    if n_top_genes > adata.n_vars:  # a small gene panel: a default that never fails
+        logger.info(
+            f"    n_top_genes={n_top_genes} is more than the {adata.n_vars} genes left after "
+            "filtering: all of them are used"
         )
+        n_top_genes = adata.n_vars
     backend = dispatch(adata, "highly_variable_genes", on="X")
     backend.sc.pp.highly_variable_genes(adata, n_top_genes=n_top_genes, flavor=flavor)
     chunked = backend.chunked

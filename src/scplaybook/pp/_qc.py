@@ -165,7 +165,8 @@ def filter_cells(
             )
     obs = adata.obs
     n_genes = obs["n_genes_by_counts"].to_numpy(dtype=float)
-    pct_mt = obs["pct_counts_mt"].to_numpy(dtype=float)
+    # cells without counts have no mitochondrial share (NaN, as scanpy): 0 here; they go anyway
+    pct_mt = np.nan_to_num(obs["pct_counts_mt"].to_numpy(dtype=float), nan=0.0)
     if method == "fixed":
         lo_g = -np.inf if min_genes is None else min_genes
         hi_g = np.inf if max_genes is None else max_genes
@@ -175,10 +176,11 @@ def filter_cells(
     elif method == "mad":
         lg = np.log1p(n_genes)
         lc = np.log1p(obs["total_counts"].to_numpy(dtype=float))
-        g_lo, g_hi = _mad_bounds(lg, n_mads, MAD_FLOOR["log"])
-        c_lo, c_hi = _mad_bounds(lc, n_mads, MAD_FLOOR["log"])
-        _, mt_hi = _mad_bounds(pct_mt, n_mads, MAD_FLOOR["pct"])
-        mask = (lg >= g_lo) & (lg <= g_hi) & (lc >= c_lo) & (lc <= c_hi) & (pct_mt <= mt_hi)
+        some = n_genes > 0  # barcodes without a count do not set the cut-offs; they are removed
+        g_lo, g_hi = _mad_bounds(lg[some], n_mads, MAD_FLOOR["log"])
+        c_lo, c_hi = _mad_bounds(lc[some], n_mads, MAD_FLOOR["log"])
+        _, mt_hi = _mad_bounds(pct_mt[some], n_mads, MAD_FLOOR["pct"])
+        mask = some & (lg >= g_lo) & (lg <= g_hi) & (lc >= c_lo) & (lc <= c_hi) & (pct_mt <= mt_hi)
         used = {
             "min_genes": float(np.expm1(g_lo)),
             "max_genes": float(np.expm1(g_hi)),
@@ -195,6 +197,13 @@ def filter_cells(
             f"filter_cells with {used} removes every one of the {adata.n_obs} cells. "
             f"Loosen the thresholds: n_genes_by_counts ranges {n_genes.min():.0f}-{n_genes.max():.0f}, "
             f"pct_counts_mt {pct_mt.min():.1f}-{pct_mt.max():.1f}."
+        )
+    if n_keep < 0.1 * adata.n_obs:  # a raw droplet matrix loses most barcodes; a gene panel too
+        logger.warning(
+            f"filter_cells keeps only {n_keep} of {adata.n_obs} cells ({used}). If these are cells "
+            f"and not empty droplets, loosen the thresholds: n_genes_by_counts has median "
+            f"{np.median(n_genes):.0f} (range {n_genes.min():.0f}-{n_genes.max():.0f}); a gene panel "
+            "or shallow sequencing needs a lower min_genes, or qc_method='mad'."
         )
     chunked = dispatch(adata, "filter_cells", on="X").chunked
     adata.uns["filter_cells"] = {

@@ -18,6 +18,7 @@ import numpy as np
 
 from .._backend import gpu_name
 from .._errors import ParameterError, PlaybookError
+from .._recipe import resolve_params
 from .._session import set_backend
 from .._settings import logger, package_version, settings
 from ..io._checksums import sha256sum, write_checksums
@@ -126,22 +127,45 @@ class Run:
         )
         return cls(path, params, backend)
 
-    def save(
+    def check(self, adata: AnnData) -> dict[str, Any]:
+        """Settle the ``"auto"`` parameters against the data and check every parameter.
+
+        Call it right after reading, before any long step: a parameter that does not fit the data
+        stops the run there. The settled values are what ``provenance.json`` records.
+
+        Parameters
+        ----------
+        adata
+            The loaded data.
+
+        Returns
+        -------
+        The parameters, ``"auto"`` settled (see :func:`check_params`).
+        """
+        self.params = check_params(adata, self.params)
+        return self.params
+
+    def save_markers(
         self,
         adata: AnnData,
         *,
         de_keys: tuple[str, ...] = ("rank_genes_groups_logreg", "rank_genes_groups_wilcoxon"),
         n_markers: int = 25,
     ) -> None:
-        """Write ``adata.h5ad``, ``markers.csv``, ``timings.json`` and ``provenance.json``.
+        """Write ``markers.csv`` (the top genes of each group, each method) as soon as they exist.
 
-        Data still on the GPU is moved to host memory first (in place).
+        Parameters
+        ----------
+        adata
+            Data with differential-expression results.
+        de_keys
+            Keys of ``adata.uns`` with rank_genes_groups results.
+        n_markers
+            Genes per group and method.
         """
         import pandas as pd
 
-        from ..get import markers, timings, to_cpu
-
-        to_cpu(adata)
+        from ..get import markers
 
         tables = [
             markers(adata, key=k, n_genes=n_markers).assign(method=k.rsplit("_", 1)[-1])
@@ -151,6 +175,28 @@ class Run:
         if tables:
             df = pd.concat(tables, ignore_index=True)
             atomic_write(self.path / "markers.csv", lambda p: df.to_csv(p, index=False))
+
+    def save(self, adata: AnnData) -> None:
+        """Write ``adata.h5ad``, ``markers.csv``, ``timings.json`` and ``provenance.json``.
+
+        Data still on the GPU is moved to host memory first (in place). The saved file has
+        scanpy's keys: ``uns['rank_genes_groups']`` is the Wilcoxon result (else the first
+        there), so that ``sc.pl.rank_genes_groups`` works on it as it is.
+
+        Parameters
+        ----------
+        adata
+            The analysed data.
+        """
+        from ..get import timings, to_cpu
+
+        to_cpu(adata)
+        self.save_markers(adata)
+        if "rank_genes_groups" not in adata.uns:
+            for k in ("rank_genes_groups_wilcoxon", "rank_genes_groups_logreg"):
+                if k in adata.uns:
+                    adata.uns["rank_genes_groups"] = adata.uns[k]
+                    break
         atomic_write_text(
             self.path / "timings.json", json.dumps(timings().to_dict(orient="records"), indent=1)
         )
@@ -369,8 +415,8 @@ def notebook_parameter_names() -> tuple[str, ...]:
     return tuple(notebook_parameters(default_notebook()))
 
 
-def check_params(adata: AnnData, params: dict[str, Any]) -> None:
-    """Check the parameters against the loaded data before any long computation.
+def check_params(adata: AnnData, params: dict[str, Any]) -> dict[str, Any]:
+    """Settle ``"auto"`` parameters and check all of them against the data, before any long step.
 
     Parameters
     ----------
@@ -379,12 +425,17 @@ def check_params(adata: AnnData, params: dict[str, Any]) -> None:
     params
         The notebook's parameters.
 
+    Returns
+    -------
+    The parameters with ``"auto"`` settled (see :func:`scplaybook._recipe.resolve_params`).
+
     Raises
     ------
     ParameterError
         A batch or label column that is not in ``obs`` (the message lists those that are), a DPT
         root that is not a label, or more neighbours or PCs than the data allows.
     """
+    params = resolve_params(adata, params)
     cols = ", ".join(map(str, adata.obs.columns)) or "none"
     batch_key, label_key = params.get("batch_key"), params.get("label_key")
     for name, key in (("batch_key", batch_key), ("label_key", label_key)):
@@ -413,16 +464,17 @@ def check_params(adata: AnnData, params: dict[str, Any]) -> None:
             f"label_key={label_key!r} is not a column of obs; the columns are: {cols} (or use None)."
         )
     root, groups = params.get("dpt_root"), params.get("dpt_groups")
-    if root is not None and label_key is None:
-        names = [str(g) for g in [root, *(groups or [])]]
+    given = [g for g in [root, *(groups or [])] if g not in (None, "auto")]
+    if given and label_key is None:
+        names = [str(g) for g in given]
         if not all(n.isdigit() for n in names):
             raise ParameterError(
                 f"dpt_root={root!r} / dpt_groups={groups!r} name labels, but label_key is None, so groups are "
                 "Leiden clusters ('0', '1', ...): give cluster numbers, or dpt_root=None to skip pseudotime."
             )
-    if root is not None and label_key is not None:
+    if given and label_key is not None:
         present = set(adata.obs[label_key].astype(str))
-        for g in [root, *(groups or [])]:
+        for g in given:
             if g not in present:
                 raise ParameterError(
                     f"DPT group {g!r} is not a value of obs[{label_key!r}] ({', '.join(sorted(present))}); "
@@ -441,3 +493,4 @@ def check_params(adata: AnnData, params: dict[str, Any]) -> None:
         raise ParameterError(
             f"n_pcs={n_pcs} is more than n_comps={n_comps}: raise n_comps or lower n_pcs."
         )
+    return params

@@ -50,7 +50,7 @@ def umap(
         )
     kw = {
         "neighbors_key": neighbors_key,
-        "key_added": key_added,
+        "key_added": None if key_added == "X_umap" else key_added,  # scanpy's uns['umap']
         "min_dist": min_dist,
         "random_state": random_state,
     }

@@ -8,6 +8,7 @@ import numpy as np
 
 from .._dispatch import Backend, dispatch, results_to_host
 from .._errors import ParameterError
+from .._settings import logger
 from .._timing import note_backend, timed
 
 if TYPE_CHECKING:
@@ -89,7 +90,8 @@ def dpt(
     groupby
         Column of ``obs`` with the groups.
     root_group
-        The group where the process starts.
+        The group where the process starts; ``"auto"``: the group of the cell at one end of the
+        lineage's first diffusion component (said in the log).
     groups
         The groups on the lineage (``None``: all cells).
     use_rep
@@ -116,7 +118,8 @@ def dpt(
     labels = adata.obs[groupby].astype(str)
     present = sorted(labels.unique())
     wanted = list(groups) if groups is not None else present
-    for g in [root_group, *wanted]:
+    auto = root_group == "auto"
+    for g in [*([] if auto else [root_group]), *wanted]:
         if g not in present:
             raise ParameterError(
                 f"dpt group {g!r} is not in obs[{groupby!r}]; it has: {', '.join(present)}."
@@ -134,8 +137,18 @@ def dpt(
     )
     _diffmap(sub, None, max(n_dcs, 2) + 1, backend)
     dc = sub.obsm["X_diffmap"][:, 1 : n_dcs + 1]
-    in_root = (sub.obs[groupby].astype(str) == root_group).to_numpy()
+    in_root = (
+        np.ones(sub.n_obs, bool)
+        if auto
+        else (sub.obs[groupby].astype(str) == root_group).to_numpy()
+    )
     iroot = _root_cell(dc, in_root)
+    if auto:
+        root_group = str(sub.obs[groupby].iloc[iroot])
+        logger.info(
+            f"    root_group='auto': the pseudotime starts in {root_group!r}, at one end of the first "
+            "diffusion component; name the group where the process starts to choose (dpt_root)"
+        )
     sub.uns["iroot"] = iroot
     sc.tl.dpt(sub, n_dcs=n_dcs)
     pt = np.full(adata.n_obs, np.nan)
