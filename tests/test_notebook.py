@@ -82,6 +82,12 @@ def test_saved_file_has_scanpys_keys(result):
     assert result.uns["rank_genes_groups"]["params"]["method"] == "wilcoxon"
     sc.pl.rank_genes_groups(result, n_genes=3, show=False)
     sc.pl.umap(result, color="leiden", show=False)
+    # the raw counts of the cells and genes kept, as scanpy's tutorials keep them
+    src = scp.read(scp.datasets.demo_path())
+    rows = src.obs_names.get_indexer(result.obs_names)
+    cols = src.var_names.get_indexer(result.var_names)
+    assert (rows >= 0).all() and (cols >= 0).all()
+    assert (result.layers["counts"] != src.X[rows][:, cols]).nnz == 0
 
 
 def test_a_second_run_never_touches_the_first(run_dir, tmp_path):

@@ -299,3 +299,25 @@ def test_cpu_neighbors_of_8192_cells_and_more():
     assert (per_row >= 14).all()  # 15 neighbours, the cell itself included (scanpy#3809: 16 stored)
     rows = np.repeat(np.arange(blob.size), per_row)
     assert (blob[d.indices] == blob[rows]).mean() > 0.999
+
+
+def test_dpt_takes_a_cluster_number_and_finds_a_root_by_itself():
+    """A root given as the number 0 means cluster "0"; root_group="auto" starts at a lineage end."""
+    import anndata as ad
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    t = np.sort(rng.uniform(0, 10, 600))
+    emb = np.column_stack([t, np.sin(t / 3), rng.normal(scale=0.05, size=(t.size, 8))])
+    a = ad.AnnData(np.zeros((t.size, 1), np.float32))
+    a.obsm["X_pca_harmony"] = emb.astype(np.float32)
+    a.obs["leiden"] = pd.Categorical(np.digitize(t, [10 / 3, 20 / 3]).astype(str))
+    scp.set_backend("cpu")
+    scp.tl.dpt(a, groupby="leiden", root_group=0, n_dcs=3)  # before: "dpt group 0 is not in"
+    root = a.obs_names.get_loc(a.uns["dpt"]["root_cell"])
+    assert a.uns["dpt"]["root_group"] == "0" and t[root] < 10 / 3
+    assert a.obs["dpt_pseudotime"].iloc[root] == 0
+    scp.tl.dpt(a, groupby="leiden", root_group="auto", n_dcs=3)
+    root = a.obs_names.get_loc(a.uns["dpt"]["root_cell"])
+    assert min(t[root], 10 - t[root]) < 0.5  # the cell at one end of the line
+    assert a.uns["dpt"]["root_group"] == a.obs["leiden"].iloc[root]

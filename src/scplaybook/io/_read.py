@@ -261,6 +261,13 @@ def read(
 COUNT_LAYERS = ("counts", "raw_counts", "umi_counts", "umis")
 
 
+def _head_values_of(path: Path, key: str) -> np.ndarray:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return _head_values(f[key])
+
+
 def _head_values(elem, n: int = 2_000_000) -> np.ndarray:
     """Return the first ``n`` stored values of a matrix in an HDF5 file (sparse group or dense dataset)."""
     import h5py
@@ -276,7 +283,7 @@ def _where(source: str) -> str:
 
 
 def _counts_source(path: Path, counts: str, *, check: bool) -> str:
-    """Where the counts of a ``.h5ad`` are: ``"X"``, ``"raw"`` or a layer's name (see :func:`read`)."""
+    """Return where the counts of a ``.h5ad`` are: ``"X"``, ``"raw"`` or a layer (see :func:`read`)."""
     import h5py
 
     with h5py.File(path, "r") as f:
@@ -294,9 +301,16 @@ def _counts_source(path: Path, counts: str, *, check: bool) -> str:
             return counts
         if not check:
             return "X"
-        problem = not_counts(_head_values(f["X"]))
-        if problem is None:
-            return "X"
+        x = f["X"]
+        csr = isinstance(x, h5py.Group) and x.attrs.get("encoding-type") == "csr_matrix"
+        shape = tuple(int(n) for n in x.attrs["shape"]) if csr else None
+        if csr and 0 in shape:
+            return "X"  # an empty matrix: read() says so
+    # X's first cells: the values the lazy read checks too (see read)
+    problem = not_counts(_first_rows(path, shape).data if csr else _head_values_of(path, "X"))
+    if problem is None:
+        return "X"
+    with h5py.File(path, "r") as f:
         candidates = (["raw"] if has_raw else []) + sorted(
             layers, key=lambda k: COUNT_LAYERS.index(k) if k in COUNT_LAYERS else len(COUNT_LAYERS)
         )
@@ -307,10 +321,14 @@ def _counts_source(path: Path, counts: str, *, check: bool) -> str:
                     f"(counts='X', 'raw' or a layer's name chooses)"
                 )
                 return c
-    looked = ", ".join(map(_where, candidates)) or "nothing else"
+    others = (
+        f"Neither {', '.join(map(_where, candidates))} holds counts either."
+        if candidates
+        else "The file has no raw.X or layers that could hold them."
+    )
     raise InputError(
-        f"{path}: X is not raw counts: {problem} No other matrix holds counts either (looked at "
-        f"{looked}). Use the file with the raw counts (CELLxGENE offers it as a download of its own)."
+        f"{path}: X is not raw counts: {problem} {others} Use the file with the raw counts "
+        "(a CELLxGENE dataset page offers it as its own download)."
     )
 
 

@@ -176,12 +176,45 @@ class Run:
             df = pd.concat(tables, ignore_index=True)
             atomic_write(self.path / "markers.csv", lambda p: df.to_csv(p, index=False))
 
+    def _input_counts(self, adata: AnnData):
+        """Return the raw counts of the cells and genes of ``adata``, read again from its input.
+
+        Kept as scanpy users expect (``layers['counts']``) without holding a copy through the
+        analysis: the steps change ``X`` in place. ``None`` (logged) when they cannot be matched.
+        """
+        from .._chunks import is_dask
+        from ..io import read
+
+        path = adata.uns.get("input_path")
+        if not path:
+            return None
+        p = self.params
+        src = read(
+            path, gene_symbols=p.get("gene_symbols", "auto"), counts=p.get("counts", "auto"),
+            genome=p.get("genome"),
+        )  # fmt: skip
+        X = src.X
+        if is_dask(X):
+            if X.numblocks[0] > 1:
+                logger.info("counts not kept in layers['counts']: the data were read in row chunks")
+                return None
+            X = X.compute()
+        rows, cols = (
+            src.obs_names.get_indexer(adata.obs_names),
+            src.var_names.get_indexer(adata.var_names),
+        )
+        if (rows < 0).any() or (cols < 0).any():
+            logger.info("counts not kept in layers['counts']: cells or genes renamed since reading")
+            return None
+        return X[rows][:, cols]
+
     def save(self, adata: AnnData) -> None:
         """Write ``adata.h5ad``, ``markers.csv``, ``timings.json`` and ``provenance.json``.
 
         Data still on the GPU is moved to host memory first (in place). The saved file has
         scanpy's keys: ``uns['rank_genes_groups']`` is the Wilcoxon result (else the first
-        there), so that ``sc.pl.rank_genes_groups`` works on it as it is.
+        there), so that ``sc.pl.rank_genes_groups`` works on it as it is, and the raw counts of
+        the cells and genes kept are in ``layers['counts']``.
 
         Parameters
         ----------
@@ -192,6 +225,10 @@ class Run:
 
         to_cpu(adata)
         self.save_markers(adata)
+        if "counts" not in adata.layers:
+            counts = self._input_counts(adata)
+            if counts is not None:
+                adata.layers["counts"] = counts
         if "rank_genes_groups" not in adata.uns:
             for k in ("rank_genes_groups_wilcoxon", "rank_genes_groups_logreg"):
                 if k in adata.uns:
@@ -464,7 +501,7 @@ def check_params(adata: AnnData, params: dict[str, Any]) -> dict[str, Any]:
             f"label_key={label_key!r} is not a column of obs; the columns are: {cols} (or use None)."
         )
     root, groups = params.get("dpt_root"), params.get("dpt_groups")
-    given = [g for g in [root, *(groups or [])] if g not in (None, "auto")]
+    given = [str(g) for g in [root, *(groups or [])] if g not in (None, "auto")]
     if given and label_key is None:
         names = [str(g) for g in given]
         if not all(n.isdigit() for n in names):

@@ -117,7 +117,9 @@ def dpt(
         )
     labels = adata.obs[groupby].astype(str)
     present = sorted(labels.unique())
-    wanted = list(groups) if groups is not None else present
+    # names as strings: a cluster number given as 3 is the category "3"
+    root_group = str(root_group)
+    wanted = [str(g) for g in groups] if groups is not None else present
     auto = root_group == "auto"
     for g in [*([] if auto else [root_group]), *wanted]:
         if g not in present:
