@@ -321,3 +321,20 @@ def test_dpt_takes_a_cluster_number_and_finds_a_root_by_itself():
     root = a.obs_names.get_loc(a.uns["dpt"]["root_cell"])
     assert min(t[root], 10 - t[root]) < 0.5  # the cell at one end of the line
     assert a.uns["dpt"]["root_group"] == a.obs["leiden"].iloc[root]
+
+
+def test_a_gene_panel_keeps_every_gene_and_a_harsh_filter_warns(adata, caplog):
+    """Small panels: n_top_genes above the genes left takes them all; keeping < 10 % warns."""
+    a = adata[:, :300].copy()
+    scp.pp.calculate_qc_metrics(a)
+    with caplog.at_level("WARNING", logger="scplaybook"):
+        scp.pp.filter_cells(a, min_genes=int(np.quantile(a.obs["n_genes_by_counts"], 0.95)))
+    assert "filter_cells keeps only" in caplog.text and "lower min_genes" in caplog.text
+    b = adata[:, :300].copy()
+    scp.pp.calculate_qc_metrics(b)
+    scp.pp.filter_cells(b, min_genes=None)
+    scp.pp.filter_genes(b, min_cells=3)
+    scp.pp.normalize_total(b)
+    scp.pp.log1p(b)
+    scp.pp.highly_variable_genes(b, n_top_genes=2000, keep_raw=False)
+    assert b.n_vars == (b.var["highly_variable"]).sum() > 250
