@@ -444,7 +444,7 @@ def main() -> None:
 
     gpu = scp.gpu_available() and not (args.cpu or args.smoke)
     if args.smoke:
-        args.cells, args.genes, args.repeats = 3000, 8000, min(args.repeats, 1)
+        args.cells, args.genes, args.repeats = 2000, 5000, min(args.repeats, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     data = args.out / f"synthetic_{args.cells}x{args.genes}.h5ad"
     if not data.exists():

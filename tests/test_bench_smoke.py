@@ -41,13 +41,13 @@ def test_benchmark_smoke(tmp_path):
 def test_benchmark_smoke_on_a_dask_cluster(tmp_path):
     """``--dask-workers``: ours on a LocalCluster (dask-cuda's LocalCUDACluster on GPUs)."""
     cmd = [sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--smoke", "--out", str(tmp_path),
-           "--pipelines", "ours", "--repeats", "0", "--dask-workers", "2", "--chunk-cells", "1000", "--task-stream"]  # fmt: skip
+           "--pipelines", "ours", "--repeats", "0", "--dask-workers", "2", "--chunk-cells", "700", "--task-stream"]  # fmt: skip
     p = run(cmd, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
     cold = json.loads((tmp_path / "results.json").read_text())["results"]["ours"]["cold"]
     assert {"regress out", "scale", "PCA", "Harmony", "gather X", "logreg DE"} <= set(cold["steps"])
     assert (
-        "Dask cluster of 2 workers (tcp), row chunks of 1000 cells"
+        "Dask cluster of 2 workers (tcp), row chunks of 700 cells"
         in (tmp_path / "results.md").read_text()
     )
     assert "PCA from the covariance, over 3 row chunks" in p.stderr

@@ -17,6 +17,7 @@ def test_notebook_defaults_are_the_recipe_defaults():
     infrastructure = {
         "chunk_cells",
         "dask_workers",
+        "dask_scheduler",
         "backend",
         "output_dir",
         "dpt_root",

@@ -49,7 +49,11 @@ def _blocks_to_dask(blocks: list, n_cols: int, dtype, meta, *, spread: bool = Fa
         placed = [b for b, _ in blocks]
         for worker in dict.fromkeys(owners):
             runs = [i for i, o in enumerate(owners) if o == worker]
-            done = client.persist([placed[i] for i in runs], workers=[worker])
+            # a preference, not a restriction: chunks of a worker that is lost are read again on
+            # another (a strict restriction left them waiting for it for ever)
+            done = client.persist(
+                [placed[i] for i in runs], workers=[worker], allow_other_workers=True
+            )
             for i, d in zip(runs, done, strict=True):
                 placed[i] = d
         blocks = [(d, n) for d, (_, n) in zip(placed, blocks, strict=True)]
@@ -218,14 +222,33 @@ def h5ad_rows(
     return X
 
 
+def _open_h5(path: str):
+    """Open the input file; on a Dask worker that cannot, say which worker and what it needs."""
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except OSError as e:
+        try:
+            from distributed import get_worker
+
+            where = f"Dask worker {get_worker().address}"
+        except (ImportError, ValueError):  # not on a worker: read() has checked the file already
+            raise e from None
+        from ._errors import InputError
+
+        raise InputError(
+            f"{where} cannot read {path} ({e}). Every worker reads its own rows of the input, so "
+            "the file must be at this same path on every worker's machine (shared storage)."
+        ) from e
+
+
 def read_rows(path: str, s: int, e: int, n_cols: int, gpu: bool, check: bool = True):
     """Rows ``s:e`` of ``X`` of a ``.h5ad`` (CSR) as float32/int32 CSR, on the GPU or the host.
 
     ``check`` refuses values that are not counts (:func:`scplaybook._counts.not_counts`).
     """
-    import h5py
-
-    with h5py.File(path, "r") as f:
+    with _open_h5(path) as f:
         g = f["X"]
         indptr = g["indptr"][s : e + 1].astype(np.int64)
         a, b = int(indptr[0]), int(indptr[-1])

@@ -32,8 +32,8 @@ def set_backend(backend: str) -> Literal["gpu", "cpu"]:
     return resolved
 
 
-def start_dask(n_workers: int | None = 0, *, protocol: str = "tcp"):
-    """Start a local Dask cluster and make it the default client; the chunked steps then use it.
+def start_dask(n_workers: int | None = 0, *, scheduler: str | None = None, protocol: str = "tcp"):
+    """Start a local Dask cluster, or join one that runs, as the default client of the chunked steps.
 
     On the GPU backend a dask-cuda ``LocalCUDACluster`` with one worker per GPU (``n_workers``
     GPUs, ``None`` for all); on the CPU a ``LocalCluster`` of ``n_workers`` single-threaded
@@ -45,18 +45,28 @@ def start_dask(n_workers: int | None = 0, *, protocol: str = "tcp"):
     ``protocol="ucx"`` (dask-cuda with UCXX) moves GPU data between the processes over NVLink
     and CUDA IPC instead of through host memory and TCP.
 
+    With ``scheduler`` it starts nothing and connects to a cluster that already runs (a scheduler
+    on an HPC allocation, ``dask scheduler`` plus ``dask cuda worker`` by hand, dask-jobqueue);
+    the chunked steps use it as they use a local one. Its workers read their own row chunks of the
+    input file, so the file's path must be the same on every worker.
+
     Parameters
     ----------
     n_workers
         Workers: GPUs to use on the GPU backend (``None``: all), processes on the CPU; ``0``
-        starts nothing.
+        starts nothing. Not used with ``scheduler``.
+    scheduler
+        Address of a running scheduler (``"tcp://10.0.0.5:8786"``) or the path of its scheduler
+        file (``dask scheduler --scheduler-file``).
     protocol
         ``"tcp"`` or ``"ucx"`` (GPU workers only).
 
     Returns
     -------
-    The ``distributed.Client``, or ``None`` for ``n_workers=0``.
+    The ``distributed.Client``, or ``None`` for ``n_workers=0`` without ``scheduler``.
     """
+    if scheduler:
+        return _connect(scheduler)
     if n_workers == 0:
         return None
     if n_workers is not None and (not isinstance(n_workers, int) or n_workers < 0):
@@ -93,6 +103,64 @@ def start_dask(n_workers: int | None = 0, *, protocol: str = "tcp"):
         preload_graph_library(wait=True)  # not alongside the workers' first steps
     logger.info(f"Dask cluster: {len(cluster.workers)} workers ({what})")
     return client
+
+
+def _connect(scheduler: str):
+    """Join a running Dask cluster by address or scheduler file; check its workers fit the backend."""
+    from pathlib import Path
+
+    from distributed import Client
+
+    from ._errors import ParameterError
+    from ._settings import logger
+
+    by_file = not scheduler.startswith(("tcp://", "tls://", "ucx://", "inproc://"))
+    if by_file and not Path(scheduler).is_file():
+        raise ParameterError(
+            f"dask_scheduler={scheduler!r} is neither a scheduler address (tcp://HOST:8786) nor "
+            "an existing scheduler file (dask scheduler --scheduler-file FILE)."
+        )
+    kw = {"scheduler_file": scheduler} if by_file else {"address": scheduler}
+    try:
+        client = Client(timeout="30s", **kw)
+    except (OSError, TimeoutError) as e:
+        raise ParameterError(
+            f"cannot reach the Dask scheduler {scheduler!r} ({e}). Is it running, and is its "
+            "address reachable from here?"
+        ) from e
+    try:
+        client.wait_for_workers(1, timeout=60)  # workers may still be starting
+    except TimeoutError:
+        client.close()
+        raise ParameterError(
+            f"the Dask scheduler {scheduler!r} has had no worker for 60 s: start them "
+            "(dask worker / dask cuda worker --scheduler-file ...)."
+        ) from None
+    workers = client.scheduler_info()["workers"]
+    gpu = resolve_backend() == "gpu"
+    if gpu:
+        missing = [w for w, ok in client.run(_has_gpu).items() if not ok]
+        if missing:
+            client.close()
+            raise ParameterError(
+                f"the GPU backend needs GPU workers (dask cuda worker), but {', '.join(missing)} "
+                "cannot use a GPU. Start the workers with dask-cuda, or use backend='cpu'."
+            )
+        client.run(_ready_gpu_worker)
+        from ._gpu import preload_graph_library
+
+        preload_graph_library(wait=True)  # as for a local cluster (start_dask)
+    logger.info(f"Dask cluster at {client.scheduler.address}: {len(workers)} workers (joined)")
+    return client
+
+
+def _has_gpu() -> bool:
+    try:
+        import cupy
+
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # noqa: BLE001 - no CuPy or no device: not a GPU worker
+        return False
 
 
 def _ready_gpu_worker() -> None:
