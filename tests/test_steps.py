@@ -281,6 +281,8 @@ def test_auto_parameters_fit_the_data_and_say_what_they_chose(adata, caplog):
     withnan.obs.iloc[:3, withnan.obs.columns.get_loc("cell_type")] = np.nan
     p = check_params(withnan, auto)  # 'auto' passes over a column with empty values
     assert p["label_key"] is None and p["dpt_groups"] is None
+    with pytest.raises(ParameterError, match="label_key='donor_type' is not a column of obs"):
+        check_params(adata, {**auto, "label_key": "donor_type"})  # named, not there: said at load
 
 
 def test_cpu_neighbors_of_8192_cells_and_more():

@@ -95,7 +95,8 @@ def resolve_params(adata: AnnData, params: dict[str, Any]) -> dict[str, Any]:
     declared = (adata.uns.get("synthetic") or {}).get("trajectory")
     if p.get("dpt_root") == "auto" or p.get("dpt_groups") == "auto":
         lineage = [str(g) for g in declared] if declared is not None and len(declared) else None
-        labels = set(adata.obs[p["label_key"]].astype(str)) if p.get("label_key") else set()
+        key = p.get("label_key")  # a key not in obs is refused by check_params, with the columns
+        labels = set(adata.obs[key].astype(str)) if key in adata.obs else set()
         if lineage and set(lineage) <= labels:
             if p.get("dpt_root") == "auto":
                 p["dpt_root"] = lineage[0]
