@@ -85,7 +85,7 @@ def test_chunked_path_on_a_running_cluster_survives_a_lost_worker(cluster, caplo
     assert np.linalg.svd(q0.T @ q1, compute_uv=False).min() > 0.999
 
 
-def test_a_worker_that_cannot_see_the_input_is_named(cluster, tmp_path):
+def test_a_worker_that_cannot_see_the_input_is_named(cluster, tmp_path, monkeypatch):
     """Workers read their own rows: a path one cannot open names that worker and the fix."""
     from scplaybook._chunks import read_rows
 
@@ -103,3 +103,11 @@ def test_a_worker_that_cannot_see_the_input_is_named(cluster, tmp_path):
         client.close()
     with pytest.raises(FileNotFoundError):  # outside a worker, the plain error (read() names it)
         read_rows(missing, 0, 10, 50, False)
+    # the GPU backend on CPU workers: each worker named with why it cannot use a GPU
+    from scplaybook import _session
+
+    monkeypatch.setattr(_session, "resolve_backend", lambda *a: "gpu")
+    with pytest.raises(
+        scp.ParameterError, match=r"needs GPU workers .*tcp://127.0.0.1:\d+ cannot use one \("
+    ):
+        scp.start_dask(scheduler=str(file))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from ._backend import resolve_backend
+from ._backend import _gpu_probe, resolve_backend
 from ._settings import settings
 
 
@@ -138,13 +138,15 @@ def _connect(scheduler: str):
         ) from None
     workers = client.scheduler_info()["workers"]
     gpu = resolve_backend() == "gpu"
-    if gpu:
-        missing = [w for w, ok in client.run(_has_gpu).items() if not ok]
+    if gpu:  # the same probe as this process's backend choice, on each worker
+        missing = {w: why for w, (ok, why) in client.run(_gpu_probe).items() if not ok}
         if missing:
             client.close()
             raise ParameterError(
-                f"the GPU backend needs GPU workers (dask cuda worker), but {', '.join(missing)} "
-                "cannot use a GPU. Start the workers with dask-cuda, or use backend='cpu'."
+                "the GPU backend needs GPU workers (dask cuda worker), but "
+                + "; ".join(f"{w} cannot use one ({why})" for w, why in missing.items())
+                + ". Start the workers with dask-cuda in the playbook's environment, or use "
+                "backend='cpu'."
             )
         client.run(_ready_gpu_worker)
         from ._gpu import preload_graph_library
@@ -152,15 +154,6 @@ def _connect(scheduler: str):
         preload_graph_library(wait=True)  # as for a local cluster (start_dask)
     logger.info(f"Dask cluster at {client.scheduler.address}: {len(workers)} workers (joined)")
     return client
-
-
-def _has_gpu() -> bool:
-    try:
-        import cupy
-
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # noqa: BLE001 - no CuPy or no device: not a GPU worker
-        return False
 
 
 def _ready_gpu_worker() -> None:

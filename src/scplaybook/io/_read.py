@@ -261,13 +261,6 @@ def read(
 COUNT_LAYERS = ("counts", "raw_counts", "umi_counts", "umis")
 
 
-def _head_values_of(path: Path, key: str) -> np.ndarray:
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        return _head_values(f[key])
-
-
 def _head_values(elem, n: int = 2_000_000) -> np.ndarray:
     """Return the first ``n`` stored values of a matrix in an HDF5 file (sparse group or dense dataset)."""
     import h5py
@@ -306,11 +299,10 @@ def _counts_source(path: Path, counts: str, *, check: bool) -> str:
         shape = tuple(int(n) for n in x.attrs["shape"]) if csr else None
         if csr and 0 in shape:
             return "X"  # an empty matrix: read() says so
-    # X's first cells: the values the lazy read checks too (see read)
-    problem = not_counts(_first_rows(path, shape).data if csr else _head_values_of(path, "X"))
-    if problem is None:
-        return "X"
-    with h5py.File(path, "r") as f:
+        # X's first cells: the values the lazy read checks too (see read)
+        problem = not_counts(_first_rows(path, shape).data if csr else _head_values(x))
+        if problem is None:
+            return "X"
         candidates = (["raw"] if has_raw else []) + sorted(
             layers, key=lambda k: COUNT_LAYERS.index(k) if k in COUNT_LAYERS else len(COUNT_LAYERS)
         )
@@ -607,7 +599,7 @@ def check_raw_counts(
     hint = ""
     if layers:
         hint = (
-            f" This file has layers {', '.join(layers)}: if one holds the counts, use layer=... ."
+            f" This file has layers {', '.join(layers)}: if one holds the counts, use counts=... ."
         )
     problem = not_counts(vals)
     if problem is None and vals.size < data.size and not np.all(np.isfinite(data)):

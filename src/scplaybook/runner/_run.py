@@ -503,8 +503,7 @@ def check_params(adata: AnnData, params: dict[str, Any]) -> dict[str, Any]:
     root, groups = params.get("dpt_root"), params.get("dpt_groups")
     given = [str(g) for g in [root, *(groups or [])] if g not in (None, "auto")]
     if given and label_key is None:
-        names = [str(g) for g in given]
-        if not all(n.isdigit() for n in names):
+        if not all(n.isdigit() for n in given):
             raise ParameterError(
                 f"dpt_root={root!r} / dpt_groups={groups!r} name labels, but label_key is None, so groups are "
                 "Leiden clusters ('0', '1', ...): give cluster numbers, or dpt_root=None to skip pseudotime."
