@@ -14,11 +14,14 @@ import argparse
 import contextlib
 import json
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 
 
@@ -208,6 +211,58 @@ def ours(path: str, gpu: bool, clock: Clock, chunk_cells: int | None = None) -> 
     return adata
 
 
+def notebook(path: str, gpu: bool, clock: Clock) -> None:
+    """The user's command end to end: ``python -m scplaybook run --data FILE`` as the runner does it.
+
+    Steps are the notebook's sections (papermill's per-cell durations, summed under each markdown
+    header), the time before the first cell (kernel start, imports), and the runner's own work
+    after the kernel (report, checksums, zip). Returns no AnnData (the kernel held it).
+    """
+    import nbformat
+
+    import scplaybook as scp
+    from scplaybook.runner import _run as runner
+
+    scp.set_backend("gpu" if gpu else "cpu")
+    t_start = time.time()
+    for name, label in (
+        ("_html", "report.html"),
+        ("write_checksums", "checksums"),
+        ("_zip", "zip"),
+    ):
+        fn = getattr(runner, name)
+
+        def timed(*a, _fn=fn, _label=label, **k):
+            with clock.step(_label):
+                return _fn(*a, **k)
+
+        setattr(runner, name, timed)
+    out = Path(tempfile.mkdtemp(prefix="nb-run-"))
+    run_dir = runner.run_playbook(
+        data=path, out=out, params={"backend": "gpu" if gpu else "cpu"}, progress=False
+    )
+    nb = nbformat.read(run_dir / runner.NOTEBOOK_NAME, as_version=4)
+    section, first = "parameters", None
+    for cell in nb.cells:
+        if cell.cell_type == "markdown" and cell.source.startswith("#"):
+            section = re.split(r" — |, | \(", cell.source.splitlines()[0].lstrip("# "))[0][:36]
+        meta = cell.metadata.get("papermill", {})
+        if cell.cell_type != "code" or not meta.get("start_time"):
+            continue
+        t0 = datetime.fromisoformat(meta["start_time"].replace("Z", "+00:00")).timestamp()
+        first = t0 if first is None else min(first, t0)
+        clock.steps[f"cell: {section}"] = (
+            clock.steps.get(f"cell: {section}", 0.0) + meta["duration"]
+        )
+    after = {k: clock.steps.pop(k) for k in ("report.html", "checksums", "zip") if k in clock.steps}
+    clock.steps = {"before the first cell": (first or t_start) - t_start, **clock.steps, **after}
+    clock.size_gb = sum(f.stat().st_size for f in run_dir.rglob("*") if f.is_file()) / 1e9
+    clock.sizes = {
+        f.name: round(f.stat().st_size / 1e6, 1) for f in run_dir.iterdir() if f.is_file()
+    }
+    shutil.rmtree(out, ignore_errors=True)
+
+
 def _top_markers(adata, key: str, n: int = 10) -> dict[str, list[str]]:
     import pandas as pd
 
@@ -304,6 +359,8 @@ def worker(args) -> None:
         try:
             if args.worker == "reference":
                 adata = reference(args.data, args.gpu, clock)
+            elif args.worker == "notebook":
+                adata = notebook(args.data, args.gpu, clock)
             else:
                 adata = ours(args.data, args.gpu, clock, chunk_cells=args.chunk_cells)
         except StopPipeline:  # ours changes its AnnData in place
@@ -315,6 +372,11 @@ def worker(args) -> None:
         client.close()
         client.cluster.close()
     peak = memory.gib() if memory else None
+    if adata is None:  # the notebook pipeline: its AnnData lived in the kernel
+        Path(args.json).write_text(json.dumps({"import": imports, "total": total, "steps": clock.steps,
+                                               "peak_gpu_gib": peak, "results_gb": clock.size_gb,
+                                               "results_mb": clock.sizes}))  # fmt: skip
+        return
     leiden = "leiden_harmony" if "leiden_harmony" in adata.obs else "leiden"
     labels = adata.obs[leiden].astype(str).tolist() if leiden in adata.obs else []
     key = next((k for k in adata.uns if str(k).startswith("rank_genes_groups")), None)
@@ -540,6 +602,17 @@ def main() -> None:
                 f"Peak GPU memory in use on the device during {pipe} (sampled every 20 ms; memory "
                 f"pools count at their reserved size): {max(x for x in peaks if x):.1f} GiB\n"
             )
+    for pipe in pipes:
+        sizes = [
+            r for r in [results[pipe]["cold"], *results[pipe]["warm"]] if r and "results_gb" in r
+        ]
+        if sizes:
+            r = sizes[-1]
+            big = ", ".join(
+                f"{k} {v:.0f} MB"
+                for k, v in sorted(r["results_mb"].items(), key=lambda kv: -kv[1])[:3]
+            )
+            notes += f"Results folder of {pipe}: {r['results_gb']:.2f} GB ({big})\n"
     if cpu_run:
         ours = "ours" if "ours" in pipes else pipes[-1]
         both = [

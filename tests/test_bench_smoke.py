@@ -38,6 +38,27 @@ def test_benchmark_smoke(tmp_path):
 
 
 @pytest.mark.slow
+def test_benchmark_smoke_of_the_users_command(tmp_path):
+    """``--pipelines notebook``: the headless run end to end, each section and the runner's work timed."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--smoke", "--out", str(tmp_path),
+           "--pipelines", "notebook", "--repeats", "0"]  # fmt: skip
+    p = run(cmd, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    cold = json.loads((tmp_path / "results.json").read_text())["results"]["notebook"]["cold"]
+    steps = cold["steps"]
+    assert list(steps)[0] == "before the first cell" and list(steps)[-3:] == [
+        "report.html",
+        "checksums",
+        "zip",
+    ]
+    assert {"cell: PCA", "cell: Differential expression", "cell: Save the results"} <= set(steps)
+    # the sections and the runner's work account for the command's wall time
+    assert sum(steps.values()) == pytest.approx(cold["total"], rel=0.1)
+    assert cold["results_mb"]["adata.h5ad"] > 1 and 0 < cold["results_gb"] < 1
+    assert "Results folder of notebook:" in (tmp_path / "results.md").read_text()
+
+
+@pytest.mark.slow
 def test_benchmark_smoke_on_a_dask_cluster(tmp_path):
     """``--dask-workers``: ours on a LocalCluster (dask-cuda's LocalCUDACluster on GPUs)."""
     cmd = [sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--smoke", "--out", str(tmp_path),

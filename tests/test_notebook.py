@@ -56,6 +56,7 @@ def test_all_results_present_and_readable(run_dir):
     with zipfile.ZipFile(run_dir / f"{run_dir.name}.zip") as z:
         names = z.namelist()
         assert z.testzip() is None
+        assert z.getinfo(f"{run_dir.name}/figures/tsne.png").compress_type == zipfile.ZIP_STORED
     assert f"{run_dir.name}/adata.h5ad" in names and f"{run_dir.name}/figures/tsne.png" in names
     html = (run_dir / "report.html").read_text()
     assert "Harmony" in html and "data:image/png;base64" in html
@@ -88,6 +89,22 @@ def test_saved_file_has_scanpys_keys(result):
     cols = src.var_names.get_indexer(result.var_names)
     assert (rows >= 0).all() and (cols >= 0).all()
     assert (result.layers["counts"] != src.X[rows][:, cols]).nnz == 0
+    assert result.layers["counts"].dtype == "uint16"  # counts in the narrowest type that holds them
+
+
+def test_saved_x_is_log_normalised_and_sparse(result):
+    """Not the dense scaled matrix (1.6 GB at 200k cells): the log-normalised values, as raw has them."""
+    import numpy as np
+    import scipy.sparse as sp
+
+    assert sp.issparse(result.X) and result.raw is not None
+    assert result.uns["X_is"].startswith("log-normalised")
+    cols = result.raw.var_names.get_indexer(result.var_names)
+    assert (result.X != result.raw.X[:, cols]).nnz == 0
+    # log1p of counts scaled to 10,000 per cell over all genes kept
+    np.testing.assert_allclose(np.expm1(result.raw.X).sum(axis=1).A1, 1e4, rtol=1e-3)
+    # the counts and the log-normalised values are the same cells' same genes
+    assert ((result.layers["counts"] > 0) != (result.X > 0)).nnz == 0
 
 
 def test_a_second_run_never_touches_the_first(run_dir, tmp_path):
@@ -172,3 +189,33 @@ def test_labels_in_dpt_root_without_label_key_refused_early(tmp_path):
     assert json.loads(
         (run / "scRNA_analysis_preprocessing.ipynb").read_text()
     )  # saved with the error
+
+
+def test_large_results_are_not_copied_into_the_zip(run_dir, tmp_path, monkeypatch):
+    """An adata.h5ad over the limit stays beside the zip, and the zip says where it is."""
+    import shutil
+
+    from scplaybook.runner import _run
+
+    copy = tmp_path / run_dir.name
+    shutil.copytree(run_dir, copy)
+    (copy / f"{run_dir.name}.zip").unlink()
+    monkeypatch.setattr(_run, "ZIP_MAX_H5AD", 1000)
+    with zipfile.ZipFile(_run._zip(copy)) as z:
+        names = z.namelist()
+        note = z.read(f"{run_dir.name}/NOT_IN_THIS_ZIP.txt").decode()
+    assert f"{run_dir.name}/adata.h5ad" not in names and "adata.h5ad" in note
+    assert f"{run_dir.name}/markers.csv" in names and (copy / "adata.h5ad").exists()
+
+
+def test_large_raw_is_not_saved(result, monkeypatch):
+    """Above RAW_MAX_NNZ the all-gene matrix is left out; X and the counts stay."""
+    from scplaybook.runner import _run
+
+    monkeypatch.setattr(_run, "RAW_MAX_NNZ", 10)
+    scaled = result.copy()
+    scaled.X = scaled.X.toarray()  # as the analysis leaves it: dense
+    saved = _run._as_saved(scaled)
+    assert saved.raw is None and (saved.X != result.X).nnz == 0
+    assert "counts" in saved.layers and saved.obsm.keys() == result.obsm.keys()
+    assert isinstance(scaled.X, type(result.X.toarray()))  # the analysed object is unchanged

@@ -193,14 +193,30 @@ def markers(
 
     fn = sc.pl.rank_genes_groups_dotplot if kind == "dotplot" else sc.pl.rank_genes_groups_heatmap
     kw = {"return_fig": True} if kind == "dotplot" else {}
-    out = fn(
-        _plottable(adata, key, groupby), key=key, groupby=groupby, n_genes=n_genes, show=False, **kw
-    )
+    data = _plottable(adata, key, groupby)
+    if kind == "heatmap":  # a row per cell: a bounded sample of each group reads the same
+        data = data[_per_group_sample(data.obs[groupby], HEATMAP_CELLS_PER_GROUP)]
+    out = fn(data, key=key, groupby=groupby, n_genes=n_genes, show=False, **kw)
     fig = out.fig if hasattr(out, "fig") and out.fig is not None else plt.gcf()
     if kind == "dotplot" and hasattr(out, "make_figure"):
         out.make_figure()
         fig = out.fig
     _finish(fig, name or f"markers_{kind}_{key}")
+
+
+HEATMAP_CELLS_PER_GROUP = 500
+"""Cells of each group a marker heat map shows (a random sample where a group has more)."""
+
+
+def _per_group_sample(groups: pd.Series, n: int, seed: int = 0) -> np.ndarray:
+    """Sorted row positions: all cells of groups of up to ``n`` cells, ``n`` random ones of larger."""
+    codes = pd.Categorical(groups).codes
+    rng = np.random.default_rng(seed)
+    keep = [
+        rows if rows.size <= n else rng.choice(rows, n, replace=False)
+        for rows in (np.flatnonzero(codes == c) for c in np.unique(codes))
+    ]
+    return np.sort(np.concatenate(keep)) if keep else np.arange(0)
 
 
 def _plottable(adata: AnnData, key: str, groupby: str) -> AnnData:

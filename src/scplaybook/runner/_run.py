@@ -228,7 +228,7 @@ class Run:
         if "counts" not in adata.layers:
             counts = self._input_counts(adata)
             if counts is not None:
-                adata.layers["counts"] = counts
+                adata.layers["counts"] = _smallest_uint(counts)
         if "rank_genes_groups" not in adata.uns:
             for k in ("rank_genes_groups_wilcoxon", "rank_genes_groups_logreg"):
                 if k in adata.uns:
@@ -251,9 +251,66 @@ class Run:
             "versions": _versions(),
         }
         atomic_write_text(self.path / "provenance.json", json.dumps(prov, indent=1, default=str))
-        atomic_write_h5ad(adata, self.path / "adata.h5ad")
+        atomic_write_h5ad(_as_saved(adata), self.path / "adata.h5ad")
         write_checksums(self.path)
         logger.info(f"results saved in {self.path}")
+
+
+RAW_MAX_NNZ = 50_000_000
+"""``raw`` (all genes, log-normalised) is saved up to this many non-zeros (about 400 MB)."""
+
+
+def _smallest_uint(counts):
+    """Integer counts in the narrowest unsigned type that holds them (uint16 for most data)."""
+    import scipy.sparse as sp
+
+    data = counts.data if sp.issparse(counts) else np.asarray(counts)
+    if data.size and (data.min() < 0 or not np.array_equal(data, np.round(data))):
+        return counts
+    top = data.max() if data.size else 0
+    for dtype in (np.uint16, np.uint32):
+        if top <= np.iinfo(dtype).max:
+            return counts.astype(dtype)
+    return counts
+
+
+def _as_saved(adata: AnnData) -> AnnData:
+    """Return what ``adata.h5ad`` holds: ``adata`` with ``X`` log-normalised and sparse, not scaled.
+
+    The scaled, regressed matrix is dense (cells x genes x 4 bytes: 1.6 GB at 200k cells) and is
+    recomputed from the log-normalised one in one call (``sc.pp.scale``). So ``X`` is the
+    log-normalised values of the highly variable genes (from ``raw``), ``layers['counts']`` their
+    counts, and ``raw`` (all genes) is kept up to :data:`RAW_MAX_NNZ` non-zeros. The arrays are
+    shared, not copied; ``adata`` itself is unchanged.
+    """
+    import anndata as ad
+    import scipy.sparse as sp
+
+    raw = adata.raw
+    if raw is None or not sp.issparse(raw.X) or sp.issparse(adata.X):
+        return adata  # row chunks without raw, or X not the scaled matrix: saved as it is
+    cols = raw.var_names.get_indexer(adata.var_names)
+    if (cols < 0).any():
+        return adata
+    keep_raw = raw.X.nnz <= RAW_MAX_NNZ
+    if not keep_raw:
+        logger.info(
+            f"adata.h5ad: raw (all {raw.n_vars} genes, {raw.X.nnz:,} non-zeros) is not saved, to keep "
+            "the file small; the input file holds them"
+        )
+    out = ad.AnnData(
+        X=sp.csr_matrix(raw.X[:, cols]),
+        obs=adata.obs,
+        var=adata.var,
+        uns={**adata.uns, "X_is": "log-normalised (normalize_total, log1p); not scaled"},
+        obsm=dict(adata.obsm),
+        varm=dict(adata.varm),
+        obsp=dict(adata.obsp),
+        layers={k: v for k, v in adata.layers.items() if k is not None},
+    )
+    if keep_raw:
+        out.raw = ad.AnnData(X=raw.X, obs=adata.obs[[]], var=raw.var)
+    return out
 
 
 def _say_if_first_compile() -> bool:
@@ -298,15 +355,43 @@ def _mark(path: Path, status: str, detail: str = "") -> None:
     atomic_write_text(path / STATUS_FILE, f"{status}\n{detail}".rstrip() + "\n")
 
 
+ZIP_MAX_H5AD = 256 * 2**20
+"""A larger ``adata.h5ad`` stays beside the zip instead of in it (no second copy of gigabytes)."""
+_STORED = {".png", ".zip", ".gz", ".jpg", ".h5ad"}  # compressed already, or too slow to deflate
+
+
 def _zip(folder: Path) -> Path:
+    """Zip the run folder (what a person downloads from JupyterLab) beside its files.
+
+    PNGs and ``.h5ad`` are stored as they are (deflating them gains little and costs a minute at
+    200k cells); an ``adata.h5ad`` over :data:`ZIP_MAX_H5AD` is left out (the zip says so).
+    """
     target = folder.parent / f"{folder.name}.zip"
+    files = [f for f in sorted(folder.rglob("*")) if f.is_file() and not f.name.startswith(".")]
+    left = [f for f in files if f.suffix == ".h5ad" and f.stat().st_size > ZIP_MAX_H5AD]
 
     def write(tmp: Path) -> None:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-            for f in sorted(folder.rglob("*")):
-                if f.is_file() and not f.name.startswith("."):
-                    z.write(f, Path(folder.name) / f.relative_to(folder))
+            for f in files:
+                if f in left or f.suffix == ".zip":
+                    continue
+                kind = zipfile.ZIP_STORED if f.suffix in _STORED else zipfile.ZIP_DEFLATED
+                z.write(f, Path(folder.name) / f.relative_to(folder), compress_type=kind)
+            if left:
+                z.writestr(
+                    f"{folder.name}/NOT_IN_THIS_ZIP.txt",
+                    "Too large to copy into the zip; download it from the run folder itself:\n"
+                    + "".join(
+                        f"{f.relative_to(folder)} ({f.stat().st_size / 2**30:.1f} GiB)\n"
+                        for f in left
+                    ),
+                )
 
+    if left:
+        logger.info(
+            f"{', '.join(f.name for f in left)} is over {ZIP_MAX_H5AD // 2**20} MiB: left out of the "
+            "zip (download it from the run folder)"
+        )
     atomic_write(target, write)
     final = folder / f"{folder.name}.zip"
     os.replace(target, final)
