@@ -30,8 +30,20 @@ def check_biology(result: ad.AnnData) -> None:
     assert rho >= 0.9, f"DPT vs true pseudotime Spearman {rho:.3f}"
     raw = ad.read_h5ad(scp.datasets.demo_path(), backed="r").obs
     kept = raw.index.isin(result.obs_names)
-    lq = raw["is_low_quality"].to_numpy()
-    assert (~kept[lq]).mean() >= 0.9 and kept[~lq].mean() >= 0.95
+    lq, dbl = raw["is_low_quality"].to_numpy(), raw["is_doublet"].to_numpy()
+    assert (~kept[lq]).mean() >= 0.9 and kept[~lq & ~dbl].mean() >= 0.95
+    # planted doublets: Scrublet's calls (removed) against the truth, among cells that passed QC
+    removed = raw.index.isin(result.uns["filter_doublets"]["removed"])
+    recall = removed[dbl & (kept | removed)].mean()
+    precision = dbl[removed].mean()
+    assert recall >= 0.8 and precision >= 0.8, (
+        f"doublets: recall {recall:.2f}, precision {precision:.2f}"
+    )
+    # cluster labels from the shipped marker table against the true cell types
+    labelled = (
+        result.obs["cell_type_predicted"].astype(str) == result.obs["cell_type"].astype(str)
+    ).mean()
+    assert labelled >= 0.9, f"{labelled:.1%} of cells labelled with their true type"
 
 
 def neighbour_label_agreement(emb, labels, k: int = 15) -> float:

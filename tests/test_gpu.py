@@ -52,9 +52,18 @@ def test_gpu_tsne_fft_separates_cell_types_as_barnes_hut(runs):
 
 def test_gpu_cpu_concordance(runs):
     g, c, _ = runs
-    assert list(g.obs_names) == list(c.obs_names)  # same QC decisions
+    # the same QC decisions; Scrublet's doublet calls (random simulations) mostly the same
+    gd, cd = (set(r.uns["filter_doublets"]["removed"]) for r in (g, c))
+    assert set(g.obs_names) | gd == set(c.obs_names) | cd
+    assert len(gd & cd) / len(gd | cd) >= 0.7, (len(gd), len(cd), len(gd & cd))
+    common = g.obs_names.intersection(c.obs_names)
+    g, c = g[common], c[common]
     ari = adjusted_rand_score(g.obs["leiden_harmony"], c.obs["leiden_harmony"])
     assert ari >= 0.8, ari
+    same = (
+        g.obs["cell_type_predicted"].astype(str) == c.obs["cell_type_predicted"].astype(str)
+    ).mean()
+    assert same >= 0.95, same
     for method in ("wilcoxon", "logreg"):
         tg = scp.get.markers(g, key=f"rank_genes_groups_{method}", n_genes=10)
         tc = scp.get.markers(c, key=f"rank_genes_groups_{method}", n_genes=10)
@@ -198,6 +207,15 @@ def test_gpu_free_bytes_counts_the_pool():
     assert abs(free_bytes() - before) < 2**26
 
 
+def _demo_preprocessed_on_gpu():
+    """The demo's path, and the demo preprocessed in GPU memory as one matrix (the reference)."""
+    path = scp.datasets.demo_path()
+    scp.set_backend("gpu")
+    mem = scp.read(path)
+    scp.get.to_gpu(mem, chunked=False)
+    return path, preprocess(mem)
+
+
 @pytest.mark.parametrize("protocol", ["tcp", "ucx"])
 def test_gpu_chunks_on_a_local_cuda_cluster_match_in_memory(protocol):
     """The multi-GPU layout (dask-cuda, one worker per GPU; here the one GPU) = the in-memory path."""
@@ -206,11 +224,7 @@ def test_gpu_chunks_on_a_local_cuda_cluster_match_in_memory(protocol):
 
     if protocol == "ucx":
         pytest.importorskip("distributed_ucxx")
-    path = scp.datasets.demo_path()
-    scp.set_backend("gpu")
-    mem = scp.read(path)
-    scp.get.to_gpu(mem, chunked=False)
-    preprocess(mem)
+    path, mem = _demo_preprocessed_on_gpu()
     client = scp.start_dask(1, protocol=protocol)  # a LocalCUDACluster on the GPU backend
     try:
         a = scp.read(path, chunk_cells=1500)
@@ -226,3 +240,29 @@ def test_gpu_chunks_on_a_local_cuda_cluster_match_in_memory(protocol):
     assert np.linalg.svd(q0.T @ q1, compute_uv=False).min() > 0.999
     assert isinstance(a.X, cp.ndarray)
     np.testing.assert_allclose(a.X.get(), cp.asnumpy(mem.X), atol=1e-3)
+
+
+def test_gpu_chunked_path_on_dask_cuda_workers_started_apart(tmp_path):
+    """A scheduler and two ``dask cuda worker`` processes started by hand (both on the one GPU
+    here), joined by scheduler file; one is killed between steps: its chunks are redone."""
+    pytest.importorskip("dask_cuda")
+    import os
+
+    from .test_cluster import assert_same_pcs, finish_on_one_worker, running_cluster
+
+    path, mem = _demo_preprocessed_on_gpu()
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "0")}
+    with running_cluster(tmp_path, ["cuda", "worker"], n=2, env=env) as (file, procs):
+        client = scp.start_dask(scheduler=str(file))  # refuses workers without a GPU
+        try:
+            client.wait_for_workers(2, timeout=180)
+            a = scp.read(path, chunk_cells=1500)
+            scp.get.to_gpu(a)
+            preprocess(a, n_comps=None)
+            assert len({w for ws in client.who_has(a.X).values() for w in ws}) == 2
+            os.killpg(procs[2].pid, 9)  # the worker and its nanny
+            finish_on_one_worker(client, a)
+        finally:
+            client.close()
+    assert a.uns["pca"]["params"]["method"] == "covariance (row chunks)"
+    assert_same_pcs(mem, a)

@@ -56,11 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.cmd == "demo":
-            from .datasets import default_cache, write_demo
+            from .datasets import default_cache, demo_file_name, write_demo
 
-            out = (
-                args.out
-                or default_cache() / f"demo_pbmc_{args.n_cells}x{args.n_genes}_seed{args.seed}.h5ad"
+            out = args.out or default_cache() / demo_file_name(
+                args.n_cells, args.n_genes, args.seed
             )
             write_demo(
                 out, n_cells=args.n_cells, n_genes=args.n_genes, seed=args.seed, device=args.device

@@ -56,7 +56,8 @@ HOUSEKEEPING = [
     "HLA-B",
 ]
 ASSAYS = {"10x 3' v2": (0.40, 0.8), "10x 3' v3": (0.35, 1.4), "10x 5' v1": (0.25, 1.0)}
-VERSION = 1
+VERSION = 2
+"""Generator version (2: planted heterotypic doublets); part of the demo file's name."""
 
 
 def _xp(device: str):
@@ -95,6 +96,7 @@ def synthetic_pbmc(
     seed: int = 0,
     frac_low_quality: float = 0.05,
     frac_outliers: float = 0.005,
+    frac_doublets: float = 0.04,
     batch_strength: float = 0.25,
     device: Literal["cpu", "gpu"] = "cpu",
     chunk_size: int | None = None,
@@ -114,6 +116,9 @@ def synthetic_pbmc(
         Share of low-quality cells (high mitochondrial fraction, few genes).
     frac_outliers
         Share of outlier cells with extreme gene counts.
+    frac_doublets
+        Share of heterotypic doublets: two cells of different types in one droplet (the mean of
+        their profiles, 1.8x the counts), as a 10x run of a few thousand cells has.
     batch_strength
         Standard deviation of the per-assay, per-gene log fold change.
     device
@@ -126,11 +131,14 @@ def synthetic_pbmc(
     Returns
     -------
     AnnData with integer-valued float32 counts in CSR ``X``; ground truth in ``obs``
-    (``cell_type``, ``assay``, ``true_pseudotime``, ``is_low_quality``, ``qc_class``) and the
+    (``cell_type``, ``assay``, ``true_pseudotime``, ``is_low_quality``, ``qc_class``,
+    ``is_doublet`` with the partner's type in ``doublet_partner``) and the
     planted markers per type in ``uns['planted_markers']``; gene symbols in
     ``var['feature_name']`` (the index holds synthetic Ensembl-style IDs, as CELLxGENE files do).
     """
-    d = _design(n_cells, n_genes, seed, frac_low_quality, frac_outliers, batch_strength)
+    d = _design(
+        n_cells, n_genes, seed, frac_low_quality, frac_outliers, batch_strength, frac_doublets
+    )
     X = sp.vstack(list(_count_chunks(d, seed, device, chunk_size, progress)), format="csr")
     adata = ad.AnnData(X=X, obs=_obs(d), var=d["var"])
     adata.uns.update(_uns(d, seed))
@@ -138,7 +146,9 @@ def synthetic_pbmc(
     return adata
 
 
-def _design(n_cells, n_genes, seed, frac_low_quality, frac_outliers, batch_strength) -> dict:
+def _design(
+    n_cells, n_genes, seed, frac_low_quality, frac_outliers, batch_strength, frac_doublets=0.04
+) -> dict:
     """Every random choice except the counts: genes, profiles, cells and their ground truth."""
     if n_cells < 50:
         raise ParameterError(f"n_cells={n_cells} is too small for the demo: use at least 50.")
@@ -203,15 +213,26 @@ def _design(n_cells, n_genes, seed, frac_low_quality, frac_outliers, batch_stren
     batch_fc = np.exp(rng.normal(0.0, batch_strength, (len(assays), n_genes)))
     batch_fc[:, is_mt] = 1.0
 
+    # Heterotypic doublets among good cells off the lineage; their own generator, so that the
+    # other draws stay as they were
+    drng = np.random.default_rng([seed, 2])
+    partner = np.full(n_cells, -1)
+    pool = np.flatnonzero((qc_class == 0) & ~on_traj)
+    n_doublets = min(int(round(frac_doublets * n_cells)), pool.size)
+    dbl = drng.choice(pool, n_doublets, replace=False)
+    other = drng.choice(len(types) - 1, n_doublets, p=None)
+    partner[dbl] = other + (other >= type_idx[dbl])  # any type but the cell's own
+    lib[dbl] *= 1.8
+
     return {k: v for k, v in locals().items() if k not in ("rng",)}
 
 
 def _count_chunks(d: dict, seed: int, device: str, chunk_size: int | None, progress: bool):
     """Draw the counts cell chunk by cell chunk; yield each chunk as a host CSR matrix."""
     (n_cells, n_genes, profiles, mt_profile, batch_fc, phi, shape_kind, amp, type_idx, assay_idx, t,
-     k0, k1, mt_frac, lib) = (d[k] for k in (
+     k0, k1, mt_frac, lib, partner) = (d[k] for k in (
         "n_cells", "n_genes", "profiles", "mt_profile", "batch_fc", "phi", "shape_kind", "amp",
-        "type_idx", "assay_idx", "t", "k0", "k1", "mt_frac", "lib"))  # fmt: skip
+        "type_idx", "assay_idx", "t", "k0", "k1", "mt_frac", "lib", "partner"))  # fmt: skip
     xp = _xp(device)
     if chunk_size is None:
         chunk_size = max(1, int((2e8 if device == "gpu" else 2e7) // n_genes))
@@ -225,6 +246,10 @@ def _count_chunks(d: dict, seed: int, device: str, chunk_size: int | None, progr
         ti, ai = xp.asarray(type_idx[s:e]), xp.asarray(assay_idx[s:e])
         tt = xp.asarray(np.nan_to_num(t[s:e], nan=-1.0))[:, None]
         p = profiles_d[ti]
+        pa = partner[s:e]
+        if (pa >= 0).any():  # a doublet: the mean of the two cells' profiles
+            pa_d = xp.asarray(pa)
+            p = xp.where((pa_d >= 0)[:, None], 0.5 * (p + profiles_d[xp.maximum(pa_d, 0)]), p)
         traj = tt >= 0
         p = xp.where(traj, (1 - tt) * profiles_d[k0] + tt * profiles_d[k1], p)
         bump = xp.exp(-(((tt - 0.5) / 0.18) ** 2))
@@ -247,8 +272,9 @@ def _count_chunks(d: dict, seed: int, device: str, chunk_size: int | None, progr
 
 
 def _obs(d: dict) -> pd.DataFrame:
-    types, assays, type_idx, assay_idx, t, qc_class, n_cells = (
-        d[k] for k in ("types", "assays", "type_idx", "assay_idx", "t", "qc_class", "n_cells")
+    types, assays, type_idx, assay_idx, t, qc_class, n_cells, partner = (
+        d[k]
+        for k in ("types", "assays", "type_idx", "assay_idx", "t", "qc_class", "n_cells", "partner")
     )
     classes = np.array(["good", "low_quality", "outlier"])
     return pd.DataFrame(
@@ -258,6 +284,11 @@ def _obs(d: dict) -> pd.DataFrame:
             "true_pseudotime": t,
             "is_low_quality": qc_class > 0,
             "qc_class": pd.Categorical(classes[qc_class], categories=list(classes)),
+            "is_doublet": partner >= 0,
+            "doublet_partner": pd.Categorical(
+                np.where(partner >= 0, np.array(types)[np.maximum(partner, 0)], None),
+                categories=types,
+            ),
         },
         index=pd.Index([f"cell{i:07d}" for i in range(n_cells)], name="barcode"),
     )
@@ -317,7 +348,7 @@ def write_synthetic_h5ad(
 
     from ..io._write import atomic_path
 
-    d = _design(n_cells, n_genes, seed, 0.05, 0.005, 0.25)
+    d = _design(n_cells, n_genes, seed, 0.05, 0.005, 0.25, 0.04)
     with atomic_path(path) as tmp:
         head = ad.AnnData(obs=_obs(d), var=d["var"])
         head.uns.update(_uns(d, seed))
@@ -346,6 +377,11 @@ def write_synthetic_h5ad(
             g.create_dataset("indptr", data=indptr.astype(np.int32) if nnz < 2**31 else indptr)
     logger.info(f"synthetic dataset written to {path}: {n_cells} x {n_genes}, {nnz} non-zeros")
     return nnz
+
+
+def demo_file_name(n_cells: int, n_genes: int, seed: int) -> str:
+    """File name of a demo dataset in the cache (the generator version in it: no stale file)."""
+    return f"demo_pbmc_v{VERSION}_{n_cells}x{n_genes}_seed{seed}.h5ad"
 
 
 def write_demo(path: str | Path, **kwargs) -> Path:

@@ -1,9 +1,10 @@
 """Getting data and results in and out: device moves, marker tables, timings."""
 
 from ._device import free_gpu_bytes, gather_x, to_cpu, to_gpu
-from ._results import markers, timings
+from ._results import expression, markers, timings
 
 __all__ = [
+    "expression",
     "free_gpu_bytes",
     "gather_x",
     "markers",

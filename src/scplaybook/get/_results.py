@@ -1,16 +1,72 @@
-"""Tables of results: markers and step timings."""
+"""Tables of results: gene expression per cell, markers and step timings."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
+from .._backend import is_gpu_array
+from .._chunks import is_dask
 from .._errors import ParameterError
 from .._settings import settings
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from anndata import AnnData
+
+
+def expression(
+    adata: AnnData, genes: Sequence[str], *, use_raw: bool | None = None
+) -> pd.DataFrame:
+    """Expression of ``genes`` in each cell, as a host table (wherever ``X`` lives).
+
+    Parameters
+    ----------
+    adata
+        Data (``X`` or ``raw`` on the host, on the GPU or in row chunks).
+    genes
+        Gene names.
+    use_raw
+        Read ``raw`` (all genes, log-normalised); ``None``: when ``adata`` has it.
+
+    Returns
+    -------
+    Cells x ``genes``.
+
+    Raises
+    ------
+    ParameterError
+        Genes that are not there, named.
+    """
+    genes = list(dict.fromkeys(genes))
+    src = adata.raw if (adata.raw is not None if use_raw is None else use_raw) else adata
+    cols = src.var_names.get_indexer(genes)
+    if (cols < 0).any():
+        missing = [g for g, c in zip(genes, cols, strict=True) if c < 0]
+        raise ParameterError(f"gene(s) {', '.join(missing[:10])} not in the data.")
+    order = np.argsort(cols)
+    X = src.X
+    if is_dask(X):
+        X = X[:, np.sort(cols)].compute()
+    elif is_gpu_array(X):
+        from .._gpu import array_to_host, take_cols
+
+        X = array_to_host(
+            take_cols(X, np.sort(cols)) if hasattr(X, "indptr") else X[:, np.sort(cols)]
+        )
+    else:
+        X = X[:, np.sort(cols)]
+    if is_gpu_array(X):
+        from .._gpu import array_to_host
+
+        X = array_to_host(X)
+    X = X.toarray() if hasattr(X, "toarray") else np.asarray(X)
+    values = np.empty_like(X)
+    values[:, order] = X
+    return pd.DataFrame(values, index=adata.obs_names, columns=genes)
 
 
 def markers(

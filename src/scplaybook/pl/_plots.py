@@ -226,17 +226,115 @@ def _plottable(adata: AnnData, key: str, groupby: str) -> AnnData:
         return adata
     import anndata as ad
 
-    from .._gpu import array_to_host, take_cols
+    from ..get import expression
 
-    names = pd.DataFrame(adata.uns[key]["names"])
-    cols = np.flatnonzero(src.var_names.isin(pd.unique(names.to_numpy().ravel())))
-    values = take_cols(src.X, cols) if hasattr(src.X, "indptr") else src.X[:, cols]
+    names = pd.unique(pd.DataFrame(adata.uns[key]["names"]).to_numpy().ravel())
+    values = expression(adata, [g for g in names if g in src.var_names])
     return ad.AnnData(
-        X=array_to_host(values),
+        X=values.to_numpy(),
         obs=adata.obs[[groupby]],
-        var=src.var.iloc[cols][[]],
+        var=pd.DataFrame(index=values.columns),
         uns={key: adata.uns[key]},
     )
+
+
+MAX_CELLS_DRAWN = 50_000
+"""Cells a many-panel scatter plot draws (a random sample beyond: the picture is the same)."""
+
+
+def marker_genes(
+    adata: AnnData,
+    *,
+    key: str = "rank_genes_groups_wilcoxon",
+    basis: str = "X_umap",
+    n_genes: int = 1,
+    name: str = "marker_genes",
+) -> None:
+    """Colour the embedding by the top ``n_genes`` markers of each group (a panel per gene).
+
+    Parameters
+    ----------
+    adata
+        Data with the ranking ``uns[key]`` and ``obsm[basis]``.
+    key
+        The ranking.
+    basis
+        Key of ``obsm``.
+    n_genes
+        Markers per group.
+    name
+        File name of the PNG under ``settings.figdir`` (no extension).
+    """
+    import anndata as ad
+    import scanpy as sc
+
+    from ..get import expression
+
+    names = pd.DataFrame(adata.uns[key]["names"])
+    panels = {}  # gene -> its group, in group order
+    for group in names.columns:
+        for gene in names[group].iloc[:n_genes]:
+            panels.setdefault(str(gene), str(group))
+    rows = np.arange(adata.n_obs)
+    if adata.n_obs > MAX_CELLS_DRAWN:
+        rows = np.sort(np.random.default_rng(0).choice(adata.n_obs, MAX_CELLS_DRAWN, replace=False))
+    values = expression(adata, list(panels)).iloc[rows]
+    view = ad.AnnData(
+        X=values.to_numpy(),
+        obs=pd.DataFrame(index=values.index),
+        var=pd.DataFrame(index=values.columns),
+        obsm={basis: np.asarray(adata.obsm[basis])[rows]},
+    )
+    fig = sc.pl.embedding(
+        view,
+        basis=basis,
+        color=list(panels),
+        title=[f"{g} ({grp})" for g, grp in panels.items()],
+        color_map="Reds",
+        ncols=4,
+        return_fig=True,
+        show=False,
+    )
+    _finish(fig, name)
+
+
+def highly_variable_genes(adata: AnnData, *, name: str = "highly_variable_genes") -> None:
+    """Dispersion against mean expression of every gene, the highly variable ones in colour.
+
+    Parameters
+    ----------
+    adata
+        Data after :func:`scplaybook.pp.highly_variable_genes` (all genes are in ``raw.var``
+        when the full matrix was kept; otherwise only the selected ones can be shown).
+    name
+        File name of the PNG under ``settings.figdir`` (no extension).
+    """
+    import scanpy as sc
+
+    var = (
+        adata.raw.var if adata.raw is not None and "highly_variable" in adata.raw.var else adata.var
+    )
+    sc.pl.highly_variable_genes(var, show=False)
+    _finish(plt.gcf(), name)
+
+
+def doublets(adata: AnnData, *, name: str = "doublets") -> None:
+    """Scrublet's doublet scores: observed cells and simulated doublets, with the threshold.
+
+    Parameters
+    ----------
+    adata
+        Data after :func:`scplaybook.pp.scrublet` (one row of panels per sample).
+    name
+        File name of the PNG under ``settings.figdir`` (no extension).
+    """
+    import scanpy as sc
+
+    if "scrublet" not in adata.uns:
+        print("no doublet scores (scrublet did not run on these data)")
+        return
+    fig = sc.pl.scrublet_score_distribution(adata, return_fig=True, show=False)
+    _finish(fig, name)
 
 
 def paga(adata: AnnData, *, name: str = "paga") -> None:

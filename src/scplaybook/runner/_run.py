@@ -614,4 +614,8 @@ def check_params(adata: AnnData, params: dict[str, Any]) -> dict[str, Any]:
         raise ParameterError(
             f"n_pcs={n_pcs} is more than n_comps={n_comps}: raise n_comps or lower n_pcs."
         )
+    if params.get("cell_markers") is not None:  # a table that is there, with genes of the data
+        from ..tl._annotate import _marker_sets
+
+        _marker_sets(params["cell_markers"], adata.var_names)
     return params

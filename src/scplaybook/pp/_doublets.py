@@ -1,0 +1,113 @@
+"""Doublet detection: Scrublet (rapids-singlecell's on the GPU, scanpy's on the CPU)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .._backend import is_gpu_array
+from .._dispatch import dispatch, host
+from .._errors import ParameterError
+from .._settings import logger
+from .._subset import subset_obs
+from .._timing import timed
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+
+@timed("scrublet")
+def scrublet(
+    adata: AnnData,
+    *,
+    batch_key: str | None = None,
+    expected_doublet_rate: float = 0.05,
+    threshold: float | None = None,
+    random_state: int = 0,
+) -> AnnData:
+    """Score each cell as a possible doublet with Scrublet (Wolock et al. 2019), in place.
+
+    Scrublet adds the counts of random pairs of cells to simulate doublets, and scores each
+    real cell by the share of simulated doublets among its neighbours. Run it on raw counts,
+    after the QC filters, per sample (``batch_key``): doublets form within one droplet run.
+
+    Parameters
+    ----------
+    adata
+        Raw counts.
+    batch_key
+        ``obs`` column of samples, each scored on its own (``None``: all cells together).
+    expected_doublet_rate
+        Share of doublets expected (10x: about 0.8 % per 1,000 cells loaded).
+    threshold
+        Score above which a cell is called a doublet (``None``: Scrublet's own, from the valley
+        of the simulated doublets' score histogram).
+    random_state
+        Seed.
+
+    Returns
+    -------
+    ``adata`` with ``obs['doublet_score']``, ``obs['predicted_doublet']`` and ``uns['scrublet']``
+    (scanpy's keys). Data in row chunks are left unscored (logged).
+    """
+    backend = dispatch(adata, "scrublet", on="X")
+    if backend.chunked:
+        logger.info("    scrublet skipped: X is in row chunks (score a sample at a time instead)")
+        return adata
+    if batch_key is not None and batch_key not in adata.obs:
+        raise ParameterError(f"batch_key={batch_key!r} is not a column of obs.")
+    seed = {"rng": random_state} if backend.gpu else {"random_state": random_state}
+    backend.sc.pp.scrublet(
+        adata,
+        batch_key=batch_key,
+        expected_doublet_rate=expected_doublet_rate,
+        threshold=threshold,
+        verbose=False,
+        **seed,
+    )
+    adata.uns["scrublet"] = _to_host(adata.uns.get("scrublet", {}))  # nested per batch
+    for col in ("doublet_score", "predicted_doublet"):  # host columns on both backends
+        adata.obs[col] = np.asarray(_host(adata.obs[col].to_numpy()))
+    # no threshold found (a score histogram without two modes): no cell is called
+    adata.obs["predicted_doublet"] = adata.obs["predicted_doublet"].fillna(False).astype(bool)
+    n = int(adata.obs["predicted_doublet"].sum())
+    logger.info(
+        f"    {n} of {adata.n_obs} cells ({n / max(adata.n_obs, 1):.1%}) predicted doublets"
+    )
+    return adata
+
+
+def _host(a):
+    return host(a) if is_gpu_array(a) else a
+
+
+def _to_host(v):
+    """``uns['scrublet']`` with its CuPy arrays (one dict per batch, nested) as NumPy."""
+    if isinstance(v, dict):
+        return {k: _to_host(x) for k, x in v.items()}
+    return _host(v)
+
+
+@timed("filter doublets")
+def filter_doublets(adata: AnnData) -> AnnData:
+    """Remove the cells :func:`scrublet` called doublets, in place.
+
+    Returns
+    -------
+    ``adata`` without them; ``uns['filter_doublets']`` has the counts before and after and the
+    names of the cells removed.
+    """
+    if "predicted_doublet" not in adata.obs:
+        logger.info("    no doublet calls (scrublet did not run): no cell removed")
+        return adata
+    keep = ~adata.obs["predicted_doublet"].to_numpy(dtype=bool)
+    dispatch(adata, "filter_doublets", on="X")
+    adata.uns["filter_doublets"] = {
+        "n_before": adata.n_obs,
+        "n_after": int(keep.sum()),
+        "removed": adata.obs_names[~keep].to_numpy(dtype=str),
+    }
+    logger.info(f"    removed {int((~keep).sum())} predicted doublets of {adata.n_obs} cells")
+    subset_obs(adata, keep)
+    return adata

@@ -1,0 +1,90 @@
+"""Doublet calls and cell-type labels from the shipped marker table (CPU; the GPU twins: test_gpu.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import scplaybook as scp
+from scplaybook import ParameterError
+
+from ._biology import preprocess
+
+
+@pytest.fixture(scope="module")
+def clustered(raw_adata):
+    a = raw_adata.copy()
+    a.var_names = a.var["feature_name"].astype(str).to_numpy()
+    return preprocess(a)  # log-normalised raw (all genes), HVG, PCA
+
+
+def test_expression_reads_genes_in_the_order_asked(clustered):
+    genes = ["MS4A1", "CD3E", "LYZ"]
+    table = scp.get.expression(clustered, genes)
+    assert list(table.columns) == genes and table.index.equals(clustered.obs_names)
+    cols = clustered.raw.var_names.get_indexer(genes)
+    np.testing.assert_array_equal(table.to_numpy(), clustered.raw.X[:, cols].toarray())
+    with pytest.raises(ParameterError, match="NOTAGENE not in the data"):
+        scp.get.expression(clustered, ["CD3E", "NOTAGENE"])
+
+
+def test_clusters_take_the_type_of_their_markers(clustered):
+    a = clustered.copy()
+    scp.tl.annotate(a, groupby="cell_type")
+    truth = a.obs["cell_type"].astype(str)
+    assert (a.obs["cell_type_predicted"].astype(str) == truth).mean() >= 0.95
+    info = a.uns["cell_type_predicted"]
+    assert info["species"] == "human" and "CD3E" in info["markers"]["CD4 T"]
+    assert info["scores"].shape == (truth.nunique(), len(info["markers"]))
+
+
+def test_mouse_symbols_pick_the_mouse_column(clustered):
+    a = clustered.copy()
+    table = scp.tl.marker_table()
+    to_mouse = dict(zip(table["human"], table["mouse"], strict=True))
+    names = [to_mouse.get(g) or g for g in a.raw.var_names]
+    a.raw.var.index = pd.Index(names)
+    scp.tl.annotate(a, groupby="cell_type")
+    assert a.uns["cell_type_predicted"]["species"] == "mouse"
+    assert "Cd3e" in a.uns["cell_type_predicted"]["markers"]["CD4 T"]
+    ok = a.obs["cell_type_predicted"].astype(str) == a.obs["cell_type"].astype(str)
+    assert ok.mean() >= 0.9
+
+
+def test_unknown_clusters_stay_unassigned_and_bad_tables_are_named(clustered):
+    a = clustered.copy()
+    # a table that knows only B cells: the other clusters score below the bar
+    scp.tl.annotate(a, groupby="cell_type", markers={"B": ["MS4A1", "CD79A", "CD19"]})
+    got = a.obs.groupby("cell_type", observed=True)["cell_type_predicted"].first().astype(str)
+    assert got["B"] == "B" and (got.drop("B") == "unassigned").all()
+    with pytest.raises(ParameterError, match="none of the marker genes"):
+        scp.tl.annotate(a, groupby="cell_type", markers={"X": ["NOPE1", "NOPE2"]})
+    with pytest.raises(ParameterError, match="no marker table 'liver'"):
+        scp.tl.annotate(a, groupby="cell_type", markers="liver")
+    with pytest.raises(ParameterError, match="not a column of obs"):
+        scp.tl.annotate(a, groupby="leiden")
+
+
+def test_a_bad_marker_table_stops_the_run_at_load(adata):
+    from scplaybook.runner import check_params
+
+    with pytest.raises(ParameterError, match="no marker table"):
+        check_params(adata, {"batch_key": None, "label_key": None, "cell_markers": "liver"})
+
+
+def test_doublet_calls_find_the_planted_doublets(adata):
+    """Scrublet on raw counts; the calls are removed and their names kept (the notebook's
+    per-sample run on the demo is held to higher bars in _biology.py)."""
+    scp.pp.calculate_qc_metrics(adata)
+    scp.pp.filter_cells(adata)
+    scp.pp.filter_doublets(adata)  # before scrublet: nothing to remove, said, no error
+    assert "filter_doublets" not in adata.uns
+    scp.pp.scrublet(adata)  # all together: 1,500 cells are few per sample
+    called, truth = adata.obs["predicted_doublet"].to_numpy(), adata.obs["is_doublet"].to_numpy()
+    assert adata.obs["doublet_score"].between(0, 1).all() and called.dtype == bool
+    assert (called & truth).sum() / truth.sum() >= 0.6 and truth[called].mean() >= 0.6
+    n = adata.n_obs
+    scp.pp.filter_doublets(adata)
+    assert adata.n_obs == n - called.sum() and not adata.obs["predicted_doublet"].any()
+    assert len(adata.uns["filter_doublets"]["removed"]) == called.sum()
