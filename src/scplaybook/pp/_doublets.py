@@ -23,6 +23,7 @@ def scrublet(
     *,
     batch_key: str | None = None,
     expected_doublet_rate: float = 0.05,
+    sim_doublet_ratio: float = 2.0,
     threshold: float | None = None,
     random_state: int = 0,
 ) -> AnnData:
@@ -40,6 +41,11 @@ def scrublet(
         ``obs`` column of samples, each scored on its own (``None``: all cells together).
     expected_doublet_rate
         Share of doublets expected (10x: about 0.8 % per 1,000 cells loaded).
+    sim_doublet_ratio
+        Doublets simulated per cell (Scrublet's default, 2). 1 found the planted doublets as well
+        at 200k cells on the GPU (recall / precision 0.95 / 0.95 against 0.94 / 0.95) in a third
+        of the time (8.9 s against 24.1 s), but on the demo (about 1,900 cells per sample, CPU)
+        recall fell from 0.91 to 0.66: fewer simulated doublets need more cells.
     threshold
         Score above which a cell is called a doublet (``None``: Scrublet's own, from the valley
         of the simulated doublets' score histogram).
@@ -62,6 +68,7 @@ def scrublet(
         adata,
         batch_key=batch_key,
         expected_doublet_rate=expected_doublet_rate,
+        sim_doublet_ratio=sim_doublet_ratio,
         threshold=threshold,
         verbose=False,
         **seed,
