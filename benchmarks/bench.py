@@ -214,8 +214,8 @@ def ours(path: str, gpu: bool, clock: Clock, chunk_cells: int | None = None) -> 
 def notebook(path: str, gpu: bool, clock: Clock) -> None:
     """The user's command end to end: ``python -m scplaybook run --data FILE`` as the runner does it.
 
-    Steps are the notebook's sections (papermill's per-cell durations, summed under each markdown
-    header), the time before the first cell (kernel start, imports), and the runner's own work
+    Steps are the notebook's code cells (papermill's durations), named by their section's header and
+    first ``scp`` call, the time before the first cell (kernel start, imports), and the runner's own work
     after the kernel (report, checksums, zip). Returns no AnnData (the kernel held it).
     """
     import nbformat
@@ -251,9 +251,9 @@ def notebook(path: str, gpu: bool, clock: Clock) -> None:
             continue
         t0 = datetime.fromisoformat(meta["start_time"].replace("Z", "+00:00")).timestamp()
         first = t0 if first is None else min(first, t0)
-        clock.steps[f"cell: {section}"] = (
-            clock.steps.get(f"cell: {section}", 0.0) + meta["duration"]
-        )
+        call = re.search(r"\b(?:scp|run)\.[\w.]*\w", cell.source)  # a cell by its first call
+        name = f"{section}: {call.group(0)}" if call else section
+        clock.steps[name] = clock.steps.get(name, 0.0) + meta["duration"]
     after = {k: clock.steps.pop(k) for k in ("report.html", "checksums", "zip") if k in clock.steps}
     clock.steps = {"before the first cell": (first or t_start) - t_start, **clock.steps, **after}
     clock.size_gb = sum(f.stat().st_size for f in run_dir.rglob("*") if f.is_file()) / 1e9

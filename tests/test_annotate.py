@@ -66,6 +66,15 @@ def test_unknown_clusters_stay_unassigned_and_bad_tables_are_named(clustered):
         scp.tl.annotate(a, groupby="leiden")
 
 
+def test_without_raw_and_without_markers_clusters_stay_unassigned(clustered, caplog):
+    """The chunked path keeps only the highly variable genes: no marker there is said, not fatal."""
+    a = clustered[:, ~clustered.var_names.isin(scp.tl.marker_table()["human"])].copy()
+    a.raw = None
+    scp.tl.annotate(a, groupby="cell_type")
+    assert set(a.obs["cell_type_predicted"]) == {"unassigned"}
+    assert "no marker of the table is among the" in caplog.text
+
+
 def test_a_bad_marker_table_stops_the_run_at_load(adata):
     from scplaybook.runner import check_params
 

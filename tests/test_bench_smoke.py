@@ -51,7 +51,8 @@ def test_benchmark_smoke_of_the_users_command(tmp_path):
         "checksums",
         "zip",
     ]
-    assert {"cell: PCA", "cell: Differential expression", "cell: Save the results"} <= set(steps)
+    assert {"PCA: scp.pp.pca", "Differential expression: scp.tl.rank_genes_groups",
+            "Differential expression: scp.pl.marker_genes", "Save the results: run.save"} <= set(steps)  # fmt: skip
     # the sections and the runner's work account for the command's wall time
     assert sum(steps.values()) == pytest.approx(cold["total"], rel=0.1)
     assert cold["results_mb"]["adata.h5ad"] > 1 and 0 < cold["results_gb"] < 1

@@ -113,7 +113,19 @@ def annotate(
     if groupby not in adata.obs:
         raise ParameterError(f"groupby={groupby!r} is not a column of obs: cluster first.")
     genes = adata.raw.var_names if adata.raw is not None else adata.var_names
-    sets, column = _marker_sets(markers, genes)
+    try:
+        sets, column = _marker_sets(markers, genes)
+    except ParameterError:
+        if adata.raw is not None:
+            raise
+        # data read in row chunks keep only the highly variable genes (no raw): the table was
+        # checked against all genes at load, so say why no cluster gets a label, and go on
+        logger.warning(
+            f"    no marker of the table is among the {adata.n_vars} genes kept (highly variable "
+            "only: raw is not kept for data in row chunks); every cluster is 'unassigned'"
+        )
+        adata.obs[key_added] = pd.Categorical([UNASSIGNED] * adata.n_obs)
+        return adata
     expr = expression(adata, [g for gs in sets.values() for g in gs])
     clusters = adata.obs[groupby].astype("category")
     means = expr.groupby(clusters.to_numpy(), observed=True).mean()
