@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .._backend import is_gpu_array
 from .._dispatch import dispatch, host
 from .._errors import ParameterError
 from .._settings import logger
@@ -59,7 +58,10 @@ def scrublet(
     """
     backend = dispatch(adata, "scrublet", on="X")
     if backend.chunked:
-        logger.info("    scrublet skipped: X is in row chunks (score a sample at a time instead)")
+        logger.info(
+            "    scrublet skipped: X is in row chunks, and Scrublet needs the cells in one matrix "
+            "(score each sample's file on its own)"
+        )
         return adata
     if batch_key is not None and batch_key not in adata.obs:
         raise ParameterError(f"batch_key={batch_key!r} is not a column of obs.")
@@ -75,7 +77,7 @@ def scrublet(
     )
     adata.uns["scrublet"] = _to_host(adata.uns.get("scrublet", {}))  # nested per batch
     for col in ("doublet_score", "predicted_doublet"):  # host columns on both backends
-        adata.obs[col] = np.asarray(_host(adata.obs[col].to_numpy()))
+        adata.obs[col] = np.asarray(host(adata.obs[col].to_numpy()))
     # no threshold found (a score histogram without two modes): no cell is called
     adata.obs["predicted_doublet"] = adata.obs["predicted_doublet"].fillna(False).astype(bool)
     n = int(adata.obs["predicted_doublet"].sum())
@@ -85,15 +87,11 @@ def scrublet(
     return adata
 
 
-def _host(a):
-    return host(a) if is_gpu_array(a) else a
-
-
 def _to_host(v):
     """``uns['scrublet']`` with its CuPy arrays (one dict per batch, nested) as NumPy."""
     if isinstance(v, dict):
         return {k: _to_host(x) for k, x in v.items()}
-    return _host(v)
+    return host(v)
 
 
 @timed("filter doublets")
