@@ -89,6 +89,8 @@ def test_doublet_calls_find_the_planted_doublets(adata):
     scp.pp.filter_cells(adata)
     scp.pp.filter_doublets(adata)  # before scrublet: nothing to remove, said, no error
     assert "filter_doublets" not in adata.uns
+    with pytest.raises(ParameterError, match="batch_key='donor' is not a column of obs"):
+        scp.pp.scrublet(adata, batch_key="donor")
     scp.pp.scrublet(adata)  # all together: 1,500 cells are few per sample
     called, truth = adata.obs["predicted_doublet"].to_numpy(), adata.obs["is_doublet"].to_numpy()
     assert adata.obs["doublet_score"].between(0, 1).all() and called.dtype == bool

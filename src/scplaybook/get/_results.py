@@ -9,6 +9,7 @@ import pandas as pd
 
 from .._backend import is_gpu_array
 from .._chunks import is_dask
+from .._dispatch import host
 from .._errors import ParameterError
 from .._settings import settings
 
@@ -47,22 +48,17 @@ def expression(
     if (cols < 0).any():
         missing = [g for g, c in zip(genes, cols, strict=True) if c < 0]
         raise ParameterError(f"gene(s) {', '.join(missing[:10])} not in the data.")
-    order = np.argsort(cols)
+    order, sorted_cols = np.argsort(cols), np.sort(cols)
     X = src.X
     if is_dask(X):
-        X = X[:, np.sort(cols)].compute()
-    elif is_gpu_array(X):
-        from .._gpu import array_to_host, take_cols
+        X = X[:, sorted_cols].compute()
+    elif is_gpu_array(X) and hasattr(X, "indptr"):  # CuPy CSR: the project's column kernel
+        from .._gpu import take_cols
 
-        X = array_to_host(
-            take_cols(X, np.sort(cols)) if hasattr(X, "indptr") else X[:, np.sort(cols)]
-        )
+        X = take_cols(X, sorted_cols)
     else:
-        X = X[:, np.sort(cols)]
-    if is_gpu_array(X):
-        from .._gpu import array_to_host
-
-        X = array_to_host(X)
+        X = X[:, sorted_cols]
+    X = host(X)  # GPU values (also from GPU chunks) to the host; host data as they are
     X = X.toarray() if hasattr(X, "toarray") else np.asarray(X)
     values = np.empty_like(X)
     values[:, order] = X

@@ -264,8 +264,10 @@ def _smallest_uint(counts):
     """Integer counts in the narrowest unsigned type that holds them (uint16 for most data)."""
     import scipy.sparse as sp
 
+    from .._counts import not_counts
+
     data = counts.data if sp.issparse(counts) else np.asarray(counts)
-    if data.size and (data.min() < 0 or not np.array_equal(data, np.round(data))):
+    if not_counts(data) is not None:  # not non-negative integers: kept as they are
         return counts
     top = data.max() if data.size else 0
     for dtype in (np.uint16, np.uint32):
@@ -357,7 +359,7 @@ def _mark(path: Path, status: str, detail: str = "") -> None:
 
 ZIP_MAX_H5AD = 256 * 2**20
 """A larger ``adata.h5ad`` stays beside the zip instead of in it (no second copy of gigabytes)."""
-_STORED = {".png", ".zip", ".gz", ".jpg", ".h5ad"}  # compressed already, or too slow to deflate
+_STORED = {".png", ".gz", ".jpg", ".h5ad"}  # compressed already, or too slow to deflate
 
 
 def _zip(folder: Path) -> Path:
