@@ -44,10 +44,27 @@ def normalize_total(adata: AnnData, *, target_sum: float = 1e4) -> AnnData:
 
     Returns
     -------
-    ``adata``, changed in place.
+    ``adata``, changed in place; each cell's total before scaling in
+    ``obs['n_counts_before_normalize']`` (with ``uns['normalize_total']``, it turns the
+    log-normalised values back into the counts when the results are saved).
     """
-    dispatch(adata, "normalize_total", on="X").sc.pp.normalize_total(adata, target_sum=target_sum)
+    backend = dispatch(adata, "normalize_total", on="X")
+    if backend.chunked:  # only the per-cell totals come back
+        totals = adata.X.map_blocks(
+            _row_totals, drop_axis=1, dtype=np.float64, meta=np.array((), dtype=np.float64)
+        ).compute()
+    else:
+        totals = _row_totals(adata.X)
+    adata.obs["n_counts_before_normalize"] = totals
+    adata.uns["normalize_total"] = {"target_sum": float(target_sum)}
+    backend.sc.pp.normalize_total(adata, target_sum=target_sum)
     return adata
+
+
+def _row_totals(X) -> np.ndarray:
+    """Each row's sum, as a host float64 vector (any matrix or chunk, host or GPU)."""
+    totals = X.sum(axis=1)
+    return np.asarray(totals.get() if is_gpu_array(totals) else totals, dtype=np.float64).ravel()
 
 
 @timed("log1p")
