@@ -260,6 +260,12 @@ def notebook(path: str, gpu: bool, clock: Clock) -> None:
     clock.sizes = {
         f.name: round(f.stat().st_size / 1e6, 1) for f in run_dir.iterdir() if f.is_file()
     }
+    # inside the cells: each scp step and plot, as the run's own timing table has them
+    calls = json.loads((run_dir / "timings.json").read_text())
+    print("| step in the notebook (timings.json) | backend | s |\n| --- | --- | --- |")
+    for c in calls:
+        print(f"| {c['step']} | {c['backend']} | {c['seconds']:.2f} |")
+    print(f"| sum | | {sum(c['seconds'] for c in calls):.2f} |", flush=True)
     shutil.rmtree(out, ignore_errors=True)
 
 

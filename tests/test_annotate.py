@@ -99,3 +99,26 @@ def test_doublet_calls_find_the_planted_doublets(adata):
     scp.pp.filter_doublets(adata)
     assert adata.n_obs == n - called.sum() and not adata.obs["predicted_doublet"].any()
     assert len(adata.uns["filter_doublets"]["removed"]) == called.sum()
+
+
+def test_auto_sim_doublet_ratio_follows_the_smallest_sample(caplog):
+    """Two simulated doublets per cell for small samples (the demo needs them), one from 50k."""
+    from anndata import AnnData
+
+    from scplaybook.pp._doublets import _auto_ratio
+
+    def ratio(sizes):
+        batch = np.repeat([f"s{i}" for i in range(len(sizes))], sizes)
+        a = AnnData(
+            obs=pd.DataFrame(
+                {"sample": pd.Categorical(batch)},
+                index=batch.astype(object) + np.arange(len(batch)).astype(str),
+            )
+        )
+        return _auto_ratio(a, "sample")
+
+    assert ratio([1900, 2100]) == 2.0
+    assert ratio([25_000, 80_000]) == 2.0  # the smallest sample decides
+    assert ratio([40_000, 90_000]) == pytest.approx(1.25)
+    assert ratio([66_000, 67_000]) == 1.0
+    assert "1.00 simulated doublets per cell (smallest sample: 66,000 cells)" in caplog.text

@@ -57,6 +57,9 @@ def test_benchmark_smoke_of_the_users_command(tmp_path):
     assert sum(steps.values()) == pytest.approx(cold["total"], rel=0.1)
     assert cold["results_mb"]["adata.h5ad"] > 1 and 0 < cold["results_gb"] < 1
     assert "Results folder of notebook:" in (tmp_path / "results.md").read_text()
+    # inside the cells: every step and plot with its time (the run's timings.json)
+    assert re.search(r"\| plot umap_after_harmony \| cpu \| [\d.]+ \|", p.stdout)
+    assert re.search(r"\| rank genes groups \| cpu \| [\d.]+ \|", p.stdout)
 
 
 @pytest.mark.slow

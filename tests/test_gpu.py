@@ -59,6 +59,13 @@ def test_gpu_cpu_concordance(runs):
     assert len(gd & cd) / len(gd | cd) >= 0.6, (len(gd), len(cd), len(gd & cd))
     common = g.obs_names.intersection(c.obs_names)
     g, c = g[common], c[common]
+    # what adata.h5ad keeps: X log-normalised (the GPU's taken from raw on the GPU), counts exact
+    genes = g.var_names.intersection(c.var_names)
+    assert len(genes) >= 0.8 * g.n_vars
+    gx, cx = (r[:, genes].X.toarray() for r in (g, c))
+    np.testing.assert_allclose(gx, cx, rtol=1e-4, atol=1e-4)
+    gc, cc = (r[:, genes].layers["counts"] for r in (g, c))
+    assert gc.dtype == cc.dtype == np.uint16 and (gc != cc).nnz == 0
     ari = adjusted_rand_score(g.obs["leiden_harmony"], c.obs["leiden_harmony"])
     assert ari >= 0.8, ari
     same = (

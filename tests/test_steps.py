@@ -1,6 +1,7 @@
 """Single steps: errors before long work, backend rules, the Harmony orientation fix."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import scplaybook as scp
@@ -340,3 +341,28 @@ def test_a_gene_panel_keeps_every_gene_and_a_harsh_filter_warns(adata, caplog):
     scp.pp.log1p(b)
     scp.pp.highly_variable_genes(b, n_top_genes=2000, keep_raw=False)
     assert b.n_vars == (b.var["highly_variable"]).sum() > 250
+
+
+def test_paga_equals_scanpys(adata):
+    """Our sparse-product PAGA gives scanpy's connectivities, tree and group sizes."""
+    import scanpy as sc
+
+    scp.set_backend("cpu")
+    a = adata[:, :500].copy()
+    sc.pp.normalize_total(a)
+    sc.pp.log1p(a)
+    sc.pp.pca(a, n_comps=15)
+    sc.pp.neighbors(a, n_neighbors=10)
+    a.obs["type"] = a.obs["cell_type"].astype(str)  # not categorical: made so, as scanpy does
+    ref = a.copy()
+    scp.tl.paga(a, groups="type")
+    sc.tl.paga(ref, groups="type")
+    assert isinstance(a.obs["type"].dtype, pd.CategoricalDtype)
+    for k in ("connectivities", "connectivities_tree"):
+        ours, theirs = a.uns["paga"][k], ref.uns["paga"][k]
+        assert ours.nnz > 0 and ours.nnz == theirs.nnz, k
+        np.testing.assert_allclose(ours.toarray(), theirs.toarray(), rtol=1e-12, err_msg=k)
+    np.testing.assert_array_equal(a.uns["type_sizes"], ref.uns["type_sizes"])
+    assert a.uns["paga"]["groups"] == "type"
+    with pytest.raises(ParameterError, match="no neighbor graph 'harmony'"):
+        scp.tl.paga(a, groups="type", neighbors_key="harmony")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
@@ -9,16 +11,34 @@ import numpy as np
 import pandas as pd
 
 from .._backend import is_gpu_array
+from .._dispatch import host
 from .._settings import settings
+from .._timing import timed
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from anndata import AnnData
     from matplotlib.figure import Figure
 
 
-def _finish(fig: Figure, name: str) -> None:
+def _timed_plot[**P](func: Callable[P, None]) -> Callable[P, None]:
+    """Time a plot as a step ``plot NAME`` of the timing table: drawing 200,000 cells takes seconds."""
+    default = inspect.signature(func).parameters["name"].default
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
+        name = kwargs.get("name") or default
+        if name is None:  # markers: named after its kind and key
+            name = f"markers_{kwargs.get('kind', 'dotplot')}"
+        return timed(f"plot {name}")(func)(*args, **kwargs)
+
+    return wrapper
+
+
+def _finish(fig: Figure, name: str, note: str = "") -> None:
+    if note:  # under the figure, e.g. how many cells a scatter plot draws
+        fig.text(0.01, 0.0, note, fontsize=8, ha="left", va="top", color="0.35")
     if settings.figdir is not None:
         from ..io._write import atomic_write
 
@@ -30,6 +50,7 @@ def _finish(fig: Figure, name: str) -> None:
     plt.close(fig)
 
 
+@_timed_plot
 def qc(
     adata: AnnData,
     *,
@@ -37,6 +58,7 @@ def qc(
     min_genes: float | None = None,
     max_genes: float | None = None,
     max_pct_mt: float | None = None,
+    max_cells: int | None = None,
 ) -> None:
     """Violin plots of genes, counts and mitochondrial % per cell, and the two QC scatter plots.
 
@@ -50,24 +72,34 @@ def qc(
         File name of the PNG under ``settings.figdir`` (no extension).
     min_genes, max_genes, max_pct_mt
         Cut-offs to draw (``None``: none).
+    max_cells
+        Cells drawn as points at most (default :data:`MAX_CELLS_DRAWN`; ``0``: all); the violins
+        are of all cells.
     """
     obs = adata.obs
+    limit = MAX_CELLS_DRAWN if max_cells is None else max_cells
+    drawn, note = obs, ""  # the points: a random sample beyond max_cells; the violins: all cells
+    if limit and obs.shape[0] > limit:
+        drawn = obs.iloc[
+            np.sort(np.random.default_rng(0).choice(obs.shape[0], limit, replace=False))
+        ]
+        note = f"points: {limit:,} of {obs.shape[0]:,} cells (a random sample); violins: all cells"
     fig, axes = plt.subplots(1, 5, figsize=(20, 3.8))
     for ax, col in zip(
         axes[:3], ["n_genes_by_counts", "total_counts", "pct_counts_mt"], strict=True
     ):
-        v = obs[col].to_numpy(dtype=float)
-        ax.violinplot(v, showmedians=True)
+        ax.violinplot(obs[col].to_numpy(dtype=float), showmedians=True)
+        v = drawn[col].to_numpy(dtype=float)
         ax.scatter(
             1 + np.random.default_rng(0).uniform(-0.15, 0.15, v.size), v, s=0.5, c="k", alpha=0.3
         )
         ax.set_title(col)
         ax.set_xticks([])
-    axes[3].scatter(obs["total_counts"], obs["pct_counts_mt"], s=1, alpha=0.4)
+    axes[3].scatter(drawn["total_counts"], drawn["pct_counts_mt"], s=1, alpha=0.4)
     axes[3].set(
         xscale="log", xlabel="total_counts", ylabel="pct_counts_mt", title="counts vs mito %"
     )
-    axes[4].scatter(obs["total_counts"], obs["n_genes_by_counts"], s=1, alpha=0.4)
+    axes[4].scatter(drawn["total_counts"], drawn["n_genes_by_counts"], s=1, alpha=0.4)
     axes[4].set(
         xscale="log",
         yscale="log",
@@ -82,9 +114,10 @@ def qc(
             if c is not None:
                 ax.axhline(c, ls="--", c="tab:red", lw=1)
     fig.tight_layout()
-    _finish(fig, name)
+    _finish(fig, name, note)
 
 
+@_timed_plot
 def pca_variance_ratio(
     adata: AnnData, *, n_pcs: int = 50, name: str = "pca_variance_ratio"
 ) -> None:
@@ -106,16 +139,21 @@ def pca_variance_ratio(
     _finish(fig, name)
 
 
+@_timed_plot
 def embedding(
     adata: AnnData,
     basis: str,
-    color: Sequence[str],
+    color: Sequence[str | None],
     *,
     name: str,
     title: Sequence[str] | None = None,
+    max_cells: int | None = None,
     **kwargs,
 ) -> None:
     """Scatter ``obsm[basis]`` coloured by each of ``color`` (a panel each).
+
+    Beyond ``max_cells`` cells a random sample of that many is drawn (said under the figure): at
+    200,000 cells every panel costs seconds to draw, and the picture is the same.
 
     Parameters
     ----------
@@ -129,17 +167,67 @@ def embedding(
         File name of the PNG under ``settings.figdir`` (no extension).
     title
         A title per panel (default: the names in ``color``).
+    max_cells
+        Cells drawn at most (default :data:`MAX_CELLS_DRAWN`; ``0``: all).
     **kwargs
         Passed to ``scanpy.pl.embedding``.
     """
     import scanpy as sc
 
+    color = [c for c in color if c is not None]
+    view, note = _drawn(adata, basis, color, max_cells)
     fig = sc.pl.embedding(
-        adata, basis=basis, color=list(color), title=title, return_fig=True, show=False, **kwargs
+        view, basis=basis, color=color, title=title, return_fig=True, show=False, **kwargs
     )
-    _finish(fig, name)
+    _keep_palettes(view, adata, color)
+    _finish(fig, name, note)
 
 
+MAX_CELLS_DRAWN = 50_000
+"""Cells a scatter plot draws by default (a random sample beyond: the picture is the same)."""
+
+
+def _drawn(
+    adata: AnnData, basis: str | None, color: Sequence[str], max_cells: int | None
+) -> tuple[AnnData, str]:
+    """Return what a scatter plot draws, on the host: ``obsm[basis]``, the ``color`` columns or genes.
+
+    At most ``max_cells`` cells (``None``: :data:`MAX_CELLS_DRAWN`; ``0``: all), a random sample in
+    data order; the palettes of ``color`` in ``uns`` come along. Returns the small AnnData and the
+    note that says how many cells it draws (empty when all).
+    """
+    import anndata as ad
+
+    from ..get import expression
+
+    limit = MAX_CELLS_DRAWN if max_cells is None else max_cells
+    rows = np.arange(adata.n_obs)
+    note = ""
+    if limit and adata.n_obs > limit:
+        rows = np.sort(np.random.default_rng(0).choice(adata.n_obs, limit, replace=False))
+        note = f"{limit:,} of {adata.n_obs:,} cells drawn (a random sample)"
+    in_obs = [c for c in color if c in adata.obs]
+    genes = [c for c in color if c not in adata.obs]
+    values = expression(adata, genes).iloc[rows] if genes else None
+    view = ad.AnnData(
+        X=values.to_numpy() if genes else np.zeros((rows.size, 0), np.float32),
+        obs=adata.obs[in_obs].iloc[rows],
+        var=pd.DataFrame(index=genes),
+        obsm={basis: host(adata.obsm[basis])[rows]} if basis else {},
+        uns={f"{c}_colors": adata.uns[f"{c}_colors"] for c in in_obs if f"{c}_colors" in adata.uns},
+    )
+    return view, note
+
+
+def _keep_palettes(view: AnnData, adata: AnnData, color: Sequence[str]) -> None:
+    """Give ``adata`` the palettes scanpy chose while drawing ``view`` (later plots use them)."""
+    for c in color:
+        key = f"{c}_colors"
+        if key in view.uns and key not in adata.uns:
+            adata.uns[key] = view.uns[key]
+
+
+@_timed_plot
 def batch_mixing(adata: AnnData, *, name: str = "batch_mixing") -> None:
     """Batch-mixing score of each kNN graph (before/after Harmony).
 
@@ -163,6 +251,7 @@ def batch_mixing(adata: AnnData, *, name: str = "batch_mixing") -> None:
     _finish(fig, name)
 
 
+@_timed_plot
 def markers(
     adata: AnnData,
     *,
@@ -238,10 +327,7 @@ def _plottable(adata: AnnData, key: str, groupby: str) -> AnnData:
     )
 
 
-MAX_CELLS_DRAWN = 50_000
-"""Cells a many-panel scatter plot draws (a random sample beyond: the picture is the same)."""
-
-
+@_timed_plot
 def marker_genes(
     adata: AnnData,
     *,
@@ -265,26 +351,14 @@ def marker_genes(
     name
         File name of the PNG under ``settings.figdir`` (no extension).
     """
-    import anndata as ad
     import scanpy as sc
-
-    from ..get import expression
 
     names = pd.DataFrame(adata.uns[key]["names"])
     panels = {}  # gene -> its group, in group order
     for group in names.columns:
         for gene in names[group].iloc[:n_genes]:
             panels.setdefault(str(gene), str(group))
-    rows = np.arange(adata.n_obs)
-    if adata.n_obs > MAX_CELLS_DRAWN:
-        rows = np.sort(np.random.default_rng(0).choice(adata.n_obs, MAX_CELLS_DRAWN, replace=False))
-    values = expression(adata, list(panels)).iloc[rows]
-    view = ad.AnnData(
-        X=values.to_numpy(),
-        obs=pd.DataFrame(index=values.index),
-        var=pd.DataFrame(index=values.columns),
-        obsm={basis: np.asarray(adata.obsm[basis])[rows]},
-    )
+    view, note = _drawn(adata, basis, list(panels), None)
     fig = sc.pl.embedding(
         view,
         basis=basis,
@@ -295,9 +369,10 @@ def marker_genes(
         return_fig=True,
         show=False,
     )
-    _finish(fig, name)
+    _finish(fig, name, note)
 
 
+@_timed_plot
 def highly_variable_genes(adata: AnnData, *, name: str = "highly_variable_genes") -> None:
     """Dispersion against mean expression of every gene, the highly variable ones in colour.
 
@@ -318,6 +393,7 @@ def highly_variable_genes(adata: AnnData, *, name: str = "highly_variable_genes"
     _finish(plt.gcf(), name)
 
 
+@_timed_plot
 def doublets(adata: AnnData, *, name: str = "doublets") -> None:
     """Scrublet's doublet scores: observed cells and simulated doublets, with the threshold.
 
@@ -337,6 +413,7 @@ def doublets(adata: AnnData, *, name: str = "doublets") -> None:
     _finish(fig, name)
 
 
+@_timed_plot
 def paga(adata: AnnData, *, name: str = "paga") -> None:
     """Draw the PAGA graph of groups.
 
