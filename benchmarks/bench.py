@@ -266,7 +266,31 @@ def notebook(path: str, gpu: bool, clock: Clock) -> None:
     for c in calls:
         print(f"| {c['step']} | {c['backend']} | {c['seconds']:.2f} |")
     print(f"| sum | | {sum(c['seconds'] for c in calls):.2f} |", flush=True)
+    clock.doublets = _doublet_recall(path, run_dir / "adata.h5ad")
+    if clock.doublets:
+        print(
+            "planted doublets found: recall {recall:.3f}, precision {precision:.3f}".format(
+                **clock.doublets
+            )
+        )
     shutil.rmtree(out, ignore_errors=True)
+
+
+def _doublet_recall(data: str, results: Path) -> dict | None:
+    """Recall and precision of the run's doublet calls on the generator's planted doublets."""
+    import anndata as ad
+    import h5py
+
+    truth = ad.read_h5ad(data, backed="r").obs.get("is_doublet")
+    with h5py.File(results, "r") as f:
+        if truth is None or "uns/filter_doublets/removed" not in f:
+            return None
+        removed = set(ad.io.read_elem(f["uns/filter_doublets/removed"]).astype(str))
+        kept = ad.io.read_elem(f["obs"]).index
+    scored = truth[truth.index.isin(kept) | truth.index.isin(list(removed))]
+    planted = set(scored.index[scored.to_numpy(dtype=bool)])
+    found = len(planted & removed)
+    return {"recall": found / max(len(planted), 1), "precision": found / max(len(removed), 1)}
 
 
 def _top_markers(adata, key: str, n: int = 10) -> dict[str, list[str]]:
@@ -381,7 +405,8 @@ def worker(args) -> None:
     if adata is None:  # the notebook pipeline: its AnnData lived in the kernel
         Path(args.json).write_text(json.dumps({"import": imports, "total": total, "steps": clock.steps,
                                                "peak_gpu_gib": peak, "results_gb": clock.size_gb,
-                                               "results_mb": clock.sizes}))  # fmt: skip
+                                               "results_mb": clock.sizes,
+                                               "doublets": getattr(clock, "doublets", None)}))  # fmt: skip
         return
     leiden = "leiden_harmony" if "leiden_harmony" in adata.obs else "leiden"
     labels = adata.obs[leiden].astype(str).tolist() if leiden in adata.obs else []

@@ -60,6 +60,10 @@ def test_benchmark_smoke_of_the_users_command(tmp_path):
     # inside the cells: every step and plot with its time (the run's timings.json)
     assert re.search(r"\| plot umap_after_harmony \| cpu \| [\d.]+ \|", p.stdout)
     assert re.search(r"\| rank genes groups \| cpu \| [\d.]+ \|", p.stdout)
+    recall = re.search(r"planted doublets found: recall ([\d.]+), precision ([\d.]+)", p.stdout)
+    assert recall and float(recall.group(1)) >= 0.5 and float(recall.group(2)) >= 0.5, p.stdout[
+        -2000:
+    ]
 
 
 @pytest.mark.slow
