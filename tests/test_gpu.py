@@ -107,6 +107,9 @@ def test_gpu_sparse_helpers_match_scipy():
     assert (_gpu.csr_to_host(_gpu.take_cols(G, cols)) != X[:, cols]).nnz == 0
     np.testing.assert_array_equal(_gpu.cells_per_gene(G), np.bincount(X.indices, minlength=2000))
     np.testing.assert_array_equal(_gpu.to_dense(G).get(), X.toarray())
+    np.testing.assert_allclose(
+        _gpu.row_sums(G).get(), np.asarray(X.sum(axis=1)).ravel(), rtol=1e-12
+    )
     # the one-pass QC kernel, with a stored zero (not a detection) and two gene sets
     Z = X.copy()
     Z.data[5] = 0

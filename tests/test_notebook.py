@@ -27,6 +27,29 @@ def result(run_dir):
     return ad.read_h5ad(run_dir / "adata.h5ad")
 
 
+def test_the_notebook_shows_the_saved_pictures(run_dir):
+    """Each figure is drawn once: the notebook's image outputs are the PNG files saved, and the
+    timing table has each plot as a step."""
+    import base64
+
+    import nbformat
+
+    nb = nbformat.read(run_dir / "scRNA_analysis_preprocessing.ipynb", as_version=4)
+    shown = [
+        base64.b64decode(o["data"]["image/png"])
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if "image/png" in o.get("data", {})
+    ]
+    saved = {p.read_bytes() for p in (run_dir / "figures").glob("*.png")}
+    assert len(shown) >= 15 and all(png in saved for png in shown)
+    steps = [t["step"] for t in json.loads((run_dir / "timings.json").read_text())]
+    assert {"plot umap_after_harmony", "plot markers_dotplot", "plot qc_before_filtering"} <= set(
+        steps
+    )
+
+
 def test_all_results_present_and_readable(run_dir):
     assert (run_dir / "STATUS").read_text().startswith("succeeded")
     assert not list(run_dir.glob(".*.part"))

@@ -504,6 +504,41 @@ def qc_sums(X, sets: np.ndarray):
     return cells, detected, counts
 
 
+#: Each row's sum in float64: a warp per row, the lanes' partial sums added by shuffles.
+_ROW_SUMS = r"""
+extern "C" __global__ void row_sums(const int* indptr, const float* data, long long n_rows,
+                                    double* out) {
+    const int lane = threadIdx.x & 31;
+    const long long n_warps = ((long long)gridDim.x * blockDim.x) >> 5;
+    for (long long r = (blockIdx.x * (long long)blockDim.x + threadIdx.x) >> 5; r < n_rows;
+         r += n_warps) {
+        double acc = 0;
+        for (int j = indptr[r] + lane; j < indptr[r + 1]; j += 32) acc += data[j];
+        for (int o = 16; o > 0; o >>= 1) acc += __shfl_down_sync(0xffffffff, acc, o);
+        if (lane == 0) out[r] = acc;
+    }
+}
+"""
+
+
+def row_sums(X):
+    """Each row's sum of a CuPy CSR matrix, as a CuPy float64 vector.
+
+    One pass over the values; CuPy's ``X.sum(axis=1)`` first puts a matrix of unknown index
+    order into canonical form (a sort of every entry: 0.6-0.8 s at 200k cells, H200).
+    """
+    import cupy as cp
+
+    if not _plain(X):
+        return cp.asarray(X.sum(axis=1), dtype=cp.float64).ravel()
+    out = cp.zeros(X.shape[0], cp.float64)
+    if X.shape[0]:
+        _kernel("row_sums", _ROW_SUMS)(
+            *_warp_grid(X.shape[0]), (X.indptr, X.data, np.int64(X.shape[0]), out)
+        )
+    return out
+
+
 def _warp_grid(n_rows: int) -> tuple[tuple[int], tuple[int]]:
     return (max(1, min(65535 * 8, (n_rows + 7) // 8)),), (256,)
 

@@ -63,6 +63,10 @@ def normalize_total(adata: AnnData, *, target_sum: float = 1e4) -> AnnData:
 
 def _row_totals(X) -> np.ndarray:
     """Each row's sum, as a host float64 vector (any matrix or chunk, host or GPU)."""
+    if is_gpu_array(X) and hasattr(X, "indptr"):
+        from .._gpu import row_sums
+
+        return row_sums(X).get()
     totals = X.sum(axis=1)
     return np.asarray(totals.get() if is_gpu_array(totals) else totals, dtype=np.float64).ravel()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -96,6 +97,7 @@ class Run:
         self.path = path
         self.params = params
         self.backend = backend
+        self._hash = None
 
     @classmethod
     def start(
@@ -143,7 +145,23 @@ class Run:
         The parameters, ``"auto"`` settled (see :func:`check_params`).
         """
         self.params = check_params(adata, self.params)
+        self._input_hash(adata)  # the input's checksum, read beside the analysis
         return self.params
+
+    def _input_hash(self, adata: AnnData):
+        """Return the input's path and its SHA-256 to come, computed in a thread from the first call.
+
+        Hashing the input takes seconds for a file of gigabytes (hashlib and the reads let go of
+        the GIL), so it runs while the analysis does and :meth:`save` only waits for the end.
+        """
+        if self._hash is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            src = self.params.get("data_path") or adata.uns.get("input_path")
+            pool = ThreadPoolExecutor(1, thread_name_prefix="input-sha256")
+            self._hash = (src, pool.submit(_sha256, src))
+            pool.shutdown(wait=False)
+        return self._hash
 
     def save_markers(
         self,
@@ -241,7 +259,7 @@ class Run:
         atomic_write_text(
             self.path / "timings.json", json.dumps(timings().to_dict(orient="records"), indent=1)
         )
-        src = self.params.get("data_path") or adata.uns.get("input_path")
+        src, digest = self._input_hash(adata)
         prov = {
             "created": datetime.now().isoformat(timespec="seconds"),
             "backend": self.backend,
@@ -249,7 +267,7 @@ class Run:
             "host": platform.node(),
             "platform": platform.platform(),
             "parameters": self.params,
-            "input": {"path": src, "sha256": _sha256(src)},
+            "input": {"path": src, "sha256": digest.result()},
             "n_cells": adata.n_obs,
             "n_genes": adata.n_vars,
             "versions": _versions(),
@@ -526,10 +544,11 @@ def run_playbook(
     logger.info(f"running {nb.name} -> {run_dir}")
     error: BaseException | None = None
     try:
-        pm.execute_notebook(
-            str(nb), str(partial), parameters=params, cwd=str(nb.parent), progress_bar=progress,
-            kernel_name=os.environ.get("SCPLAYBOOK_KERNEL", "python3"), log_output=False,
-        )  # fmt: skip
+        with _inline_plots():
+            pm.execute_notebook(
+                str(nb), str(partial), parameters=params, cwd=str(nb.parent), progress_bar=progress,
+                kernel_name=os.environ.get("SCPLAYBOOK_KERNEL", "python3"), log_output=False,
+            )  # fmt: skip
     except BaseException as e:  # noqa: BLE001 - every failure is recorded, then re-raised below
         error = e
     if partial.exists():
@@ -559,6 +578,24 @@ def run_playbook(
     raise RunFailed(
         f"run failed: {msg}\nPartial results are kept in {run_dir} (see error.txt).", run_dir, code
     ) from error
+
+
+@contextlib.contextmanager
+def _inline_plots():
+    """Give the kernel matplotlib's inline backend, so that the notebook and report show the plots.
+
+    An ``MPLBACKEND=Agg`` set for headless jobs (common on clusters) would reach the kernel and
+    leave every figure out of the executed notebook and ``report.html``.
+    """
+    before = os.environ.get("MPLBACKEND")
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("MPLBACKEND", None)
+        else:
+            os.environ["MPLBACKEND"] = before
 
 
 def _describe(error: BaseException) -> tuple[str, int]:
