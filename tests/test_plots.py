@@ -49,7 +49,7 @@ def test_scatter_plots_draw_a_bounded_sample_and_say_so(big, monkeypatch, tmp_pa
     assert drawn["all"] == (3000, "")
     scp.pl.qc(big, name="qc", max_cells=500)
     points, note = drawn["qc"]
-    assert points == 5 * 500 and "violins: all cells" in note
+    assert points == 5 * 500 and note == "500 of 3,000 cells drawn (a random sample)"
     plt.close("all")
 
 

@@ -86,23 +86,22 @@ def qc(
     min_genes, max_genes, max_pct_mt
         Cut-offs to draw (``None``: none).
     max_cells
-        Cells drawn as points at most (default :data:`MAX_CELLS_DRAWN`; ``0``: all); the violins
-        are of all cells.
+        Cells drawn at most (default :data:`MAX_CELLS_DRAWN`; ``0``: all), a random sample beyond.
     """
     obs = adata.obs
     limit = MAX_CELLS_DRAWN if max_cells is None else max_cells
-    drawn, note = obs, ""  # the points: a random sample beyond max_cells; the violins: all cells
+    drawn, note = obs, ""  # a random sample beyond max_cells: the same distributions, drawn fast
     if limit and obs.shape[0] > limit:
         drawn = obs.iloc[
             np.sort(np.random.default_rng(0).choice(obs.shape[0], limit, replace=False))
         ]
-        note = f"points: {limit:,} of {obs.shape[0]:,} cells (a random sample); violins: all cells"
+        note = f"{limit:,} of {obs.shape[0]:,} cells drawn (a random sample)"
     fig, axes = plt.subplots(1, 5, figsize=(20, 3.8))
     for ax, col in zip(
         axes[:3], ["n_genes_by_counts", "total_counts", "pct_counts_mt"], strict=True
     ):
-        ax.violinplot(obs[col].to_numpy(dtype=float), showmedians=True)
         v = drawn[col].to_numpy(dtype=float)
+        ax.violinplot(v, showmedians=True)
         ax.scatter(
             1 + np.random.default_rng(0).uniform(-0.15, 0.15, v.size), v, s=0.5, c="k", alpha=0.3
         )
