@@ -88,14 +88,8 @@ def qc(
     max_cells
         Cells drawn at most (default :data:`MAX_CELLS_DRAWN`; ``0``: all), a random sample beyond.
     """
-    obs = adata.obs
-    limit = MAX_CELLS_DRAWN if max_cells is None else max_cells
-    drawn, note = obs, ""  # a random sample beyond max_cells: the same distributions, drawn fast
-    if limit and obs.shape[0] > limit:
-        drawn = obs.iloc[
-            np.sort(np.random.default_rng(0).choice(obs.shape[0], limit, replace=False))
-        ]
-        note = f"{limit:,} of {obs.shape[0]:,} cells drawn (a random sample)"
+    rows, note = _sample(adata.n_obs, MAX_CELLS_DRAWN if max_cells is None else max_cells)
+    drawn = adata.obs.iloc[rows]  # the same distributions as all cells, drawn fast
     fig, axes = plt.subplots(1, 5, figsize=(20, 3.8))
     for ax, col in zip(
         axes[:3], ["n_genes_by_counts", "total_counts", "pct_counts_mt"], strict=True
@@ -221,11 +215,7 @@ def _drawn(
         limit = min(MAX_CELLS_DRAWN, max(10_000, MAX_POINTS_DRAWN // max(len(color), 1)))
     else:
         limit = max_cells
-    rows = np.arange(adata.n_obs)
-    note = ""
-    if limit and adata.n_obs > limit:
-        rows = np.sort(np.random.default_rng(0).choice(adata.n_obs, limit, replace=False))
-        note = f"{limit:,} of {adata.n_obs:,} cells drawn (a random sample)"
+    rows, note = _sample(adata.n_obs, limit)
     in_obs = [c for c in color if c in adata.obs]
     genes = [c for c in color if c not in adata.obs]
     values = expression(adata, genes).iloc[rows] if genes else None
@@ -237,6 +227,14 @@ def _drawn(
         uns={f"{c}_colors": adata.uns[f"{c}_colors"] for c in in_obs if f"{c}_colors" in adata.uns},
     )
     return view, note
+
+
+def _sample(n: int, limit: int) -> tuple[np.ndarray, str]:
+    """Rows a plot draws: all ``n``, or ``limit`` at random in data order with a note saying so."""
+    if not limit or n <= limit:
+        return np.arange(n), ""
+    rows = np.sort(np.random.default_rng(0).choice(n, limit, replace=False))
+    return rows, f"{limit:,} of {n:,} cells drawn (a random sample)"
 
 
 def _keep_palettes(view: AnnData, adata: AnnData, color: Sequence[str]) -> None:
