@@ -48,21 +48,29 @@ def expression(
     if (cols < 0).any():
         missing = [g for g, c in zip(genes, cols, strict=True) if c < 0]
         raise ParameterError(f"gene(s) {', '.join(missing[:10])} not in the data.")
-    order, sorted_cols = np.argsort(cols), np.sort(cols)
-    X = src.X
+    order = np.argsort(cols)
+    X = columns_to_host(src.X, np.sort(cols))
+    X = X.toarray() if hasattr(X, "toarray") else np.asarray(X)
+    values = np.empty_like(X)
+    values[:, order] = X
+    return pd.DataFrame(values, index=adata.obs_names, columns=genes)
+
+
+def columns_to_host(X, sorted_cols: np.ndarray):
+    """Return columns ``sorted_cols`` of ``X`` on the host, wherever ``X`` lives; sparse stays sparse.
+
+    On the GPU a CuPy CSR matrix goes through the project's column kernel and only the columns
+    taken are copied; row chunks are computed.
+    """
     if is_dask(X):
         X = X[:, sorted_cols].compute()
-    elif is_gpu_array(X) and hasattr(X, "indptr"):  # CuPy CSR: the project's column kernel
+    elif is_gpu_array(X) and hasattr(X, "indptr"):
         from .._gpu import take_cols
 
         X = take_cols(X, sorted_cols)
     else:
         X = X[:, sorted_cols]
-    X = host(X)  # GPU values (also from GPU chunks) to the host; host data as they are
-    X = X.toarray() if hasattr(X, "toarray") else np.asarray(X)
-    values = np.empty_like(X)
-    values[:, order] = X
-    return pd.DataFrame(values, index=adata.obs_names, columns=genes)
+    return host(X)  # GPU values (also from GPU chunks) to the host; host data as they are
 
 
 def markers(

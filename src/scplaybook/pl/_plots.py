@@ -207,26 +207,46 @@ def _drawn(
     data order; the palettes of ``color`` in ``uns`` come along. Returns the small AnnData and the
     note that says how many cells it draws (empty when all).
     """
-    import anndata as ad
-
-    from ..get import expression
-
     if max_cells is None:  # a figure of many panels draws fewer cells in each
         limit = min(MAX_CELLS_DRAWN, max(10_000, MAX_POINTS_DRAWN // max(len(color), 1)))
     else:
         limit = max_cells
     rows, note = _sample(adata.n_obs, limit)
     in_obs = [c for c in color if c in adata.obs]
+    palettes = {
+        f"{c}_colors": adata.uns[f"{c}_colors"] for c in in_obs if f"{c}_colors" in adata.uns
+    }
     genes = [c for c in color if c not in adata.obs]
+    return _host_view(adata, rows, in_obs, genes, basis=basis, uns=palettes), note
+
+
+def _host_view(
+    adata: AnnData,
+    rows: np.ndarray | None,
+    obs_cols: Sequence[str],
+    genes: Sequence[str],
+    *,
+    basis: str | None = None,
+    uns: dict | None = None,
+) -> AnnData:
+    """Return a small host AnnData for a plot.
+
+    Its cells are ``rows`` (``None``: all), with the ``obs_cols``, the expression of ``genes``
+    (wherever ``X`` lives) as ``X`` and ``obsm[basis]``.
+    """
+    import anndata as ad
+
+    from ..get import expression
+
+    rows = np.arange(adata.n_obs) if rows is None else rows
     values = expression(adata, genes).iloc[rows] if genes else None
-    view = ad.AnnData(
+    return ad.AnnData(
         X=values.to_numpy() if genes else np.zeros((rows.size, 0), np.float32),
-        obs=adata.obs[in_obs].iloc[rows],
-        var=pd.DataFrame(index=genes),
+        obs=adata.obs[list(obs_cols)].iloc[rows],
+        var=pd.DataFrame(index=values.columns if genes else []),
         obsm={basis: host(adata.obsm[basis])[rows]} if basis else {},
-        uns={f"{c}_colors": adata.uns[f"{c}_colors"] for c in in_obs if f"{c}_colors" in adata.uns},
+        uns=uns or {},
     )
-    return view, note
 
 
 def _sample(n: int, limit: int) -> tuple[np.ndarray, str]:
@@ -338,21 +358,9 @@ def _plottable(
     src = adata.raw if adata.raw is not None else adata
     if not is_gpu_array(src.X):
         return adata if rows is None else adata[rows]
-    import anndata as ad
-
-    from ..get import expression
-
     names = pd.unique(pd.DataFrame(adata.uns[key]["names"]).iloc[:n_genes].to_numpy().ravel())
-    values = expression(adata, [g for g in names if g in src.var_names])
-    obs = adata.obs[[groupby]]
-    if rows is not None:
-        values, obs = values.iloc[rows], obs.iloc[rows]
-    return ad.AnnData(
-        X=values.to_numpy(),
-        obs=obs,
-        var=pd.DataFrame(index=values.columns),
-        uns={key: adata.uns[key]},
-    )
+    genes = [g for g in names if g in src.var_names]
+    return _host_view(adata, rows, [groupby], genes, uns={key: adata.uns[key]})
 
 
 @_timed_plot

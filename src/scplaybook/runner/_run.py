@@ -325,6 +325,7 @@ def _raw_columns_on_gpu(adata: AnnData):
     seconds; the GPU's column kernel takes milliseconds, and only the kept columns are copied.
     """
     from .._backend import is_gpu_array
+    from ..get._results import columns_to_host
 
     raw = adata.raw
     if raw is None or not is_gpu_array(raw.X) or not hasattr(raw.X, "indptr"):
@@ -332,9 +333,7 @@ def _raw_columns_on_gpu(adata: AnnData):
     cols = raw.var_names.get_indexer(adata.var_names)
     if (cols < 0).any() or (np.diff(cols) <= 0).any():
         return None  # not a subset in raw's order: the host path below handles it
-    from .._gpu import array_to_host, take_cols
-
-    return array_to_host(take_cols(raw.X, cols))
+    return columns_to_host(raw.X, cols)
 
 
 def _as_saved(adata: AnnData, X=None) -> AnnData:

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .._dispatch import host
 from .._errors import ParameterError
 
 if TYPE_CHECKING:
@@ -39,13 +40,11 @@ def batch_mixing(
     if batch_key is None:
         adata.uns.setdefault("batch_mixing", {})[key] = float("nan")
         return float("nan")
-    if key not in adata.uns:
-        raise ParameterError(f"no neighbor graph {key!r}: run pp.neighbors first.")
+    dist = knn_distances(adata, neighbors_key)
     if batch_key not in adata.obs:
         raise ParameterError(
             f"batch key {batch_key!r} is not a column of obs; the columns are: {', '.join(map(str, adata.obs.columns))}."
         )
-    dist = adata.obsp[adata.uns[key]["distances_key"]].tocsr()
     codes = adata.obs[batch_key].astype("category").cat.codes.to_numpy()
     n_b = int(codes.max()) + 1
     rows = np.repeat(np.arange(adata.n_obs), np.diff(dist.indptr))
@@ -60,3 +59,19 @@ def batch_mixing(
     score = float(h.mean() / h_max) if h_max > 0 else 0.0
     adata.uns.setdefault("batch_mixing", {})[key] = score
     return score
+
+
+def knn_distances(adata: AnnData, neighbors_key: str | None):
+    """Return the distances of the kNN graph ``neighbors_key`` as a host CSR matrix.
+
+    Raises
+    ------
+    ParameterError
+        There is no such graph (``pp.neighbors`` has not run).
+    """
+    import scipy.sparse as sp
+
+    key = neighbors_key or "neighbors"
+    if key not in adata.uns:
+        raise ParameterError(f"no neighbor graph {key!r}: run pp.neighbors first.")
+    return sp.csr_matrix(host(adata.obsp[adata.uns[key]["distances_key"]]))

@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .._dispatch import Backend, dispatch, host, results_to_host
+from .._dispatch import Backend, dispatch, results_to_host
 from .._errors import ParameterError
 from .._settings import logger
 from .._timing import note_backend, timed
+from ._metrics import knn_distances
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -191,19 +192,14 @@ def paga(adata: AnnData, *, groups: str, neighbors_key: str | None = None) -> An
     ``adata`` with ``uns['paga']`` (``connectivities``, ``connectivities_tree``, ``groups``) and
     ``uns['<groups>_sizes']``.
     """
-    import scipy.sparse as sp
-
     if groups not in adata.obs:
         raise ParameterError(f"paga groups={groups!r} is not a column of obs.")
-    key = neighbors_key or "neighbors"
-    if key not in adata.uns:
-        raise ParameterError(f"no neighbor graph {key!r}: run pp.neighbors first.")
+    dist = knn_distances(adata, neighbors_key)
     note_backend("cpu")
     if not isinstance(adata.obs[groups].dtype, pd.CategoricalDtype):
         adata.strings_to_categoricals()  # as scanpy's paga does (natural order: "CD4" < "CD14")
     if not isinstance(adata.obs[groups].dtype, pd.CategoricalDtype):  # numbers
         adata.obs[groups] = adata.obs[groups].astype("category")
-    dist = sp.csr_matrix(host(adata.obsp[adata.uns[key]["distances_key"]]))
     codes = adata.obs[groups].cat.codes.to_numpy()
     conn, sizes = _paga_connectivities(dist, codes)
     adata.uns.setdefault("paga", {})
