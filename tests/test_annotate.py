@@ -122,3 +122,49 @@ def test_auto_sim_doublet_ratio_follows_the_smallest_sample(caplog):
     assert ratio([40_000, 90_000]) == pytest.approx(1.25)
     assert ratio([66_000, 67_000]) == 1.0
     assert "1.00 simulated doublets per cell (smallest sample: 66,000 cells)" in caplog.text
+
+
+def test_gpu_scrublet_algorithm_matches_scanpys_on_the_host(adata):
+    """The GPU's Scrublet (``_scrublet``, rapids-singlecell's algorithm kept on the device) run
+    with NumPy/SciPy finds the planted doublets as scanpy's Scrublet does, with scores that rank
+    the cells alike, all together and per sample; its per-sample keys are the ones scanpy's score
+    plot reads. (The random pairs differ: scanpy draws them from a legacy seed.)"""
+    import scanpy as sc
+    from scipy.stats import spearmanr
+
+    from scplaybook.pp._doublets import _Ops, _scrublet
+
+    scp.pp.calculate_qc_metrics(adata)
+    scp.pp.filter_cells(adata)
+    truth = adata.obs["is_doublet"].to_numpy()
+    kw = {"expected_doublet_rate": 0.05, "sim_doublet_ratio": 2.0, "threshold": None}
+    for batch_key, least_recall in ((None, 0.55), ("assay", 0.15)):  # 350-580 cells per sample
+        ours, ref = adata.copy(), adata.copy()
+        _scrublet(ours, _Ops(gpu=False), batch_key=batch_key, random_state=0, **kw)
+        sc.pp.scrublet(ref, batch_key=batch_key, random_state=0, verbose=False, **kw)
+        recall = {}
+        for name, a in (("ours", ours), ("scanpy", ref)):
+            called = a.obs["predicted_doublet"].to_numpy()
+            recall[name] = (called & truth).sum() / truth.sum()
+            assert recall[name] >= least_recall and truth[called].mean() >= 0.9, (name, batch_key)
+        assert recall["ours"] >= recall["scanpy"] - 0.1, recall
+        assert spearmanr(ours.obs["doublet_score"], ref.obs["doublet_score"]).statistic > 0.85
+        auc = _auc(ours.obs["doublet_score"].to_numpy(), truth)
+        assert auc > 0.85 and auc >= _auc(ref.obs["doublet_score"].to_numpy(), truth) - 0.03
+    batches = ours.uns["scrublet"]["batches"]
+    assert ours.uns["scrublet"]["batched_by"] == "assay"
+    assert set(batches) == set(adata.obs["assay"].unique())
+    for b, uns in batches.items():
+        n_b = int((adata.obs["assay"] == b).sum())
+        assert len(uns["doublet_scores_sim"]) == int(n_b * 2.0) == len(uns["doublet_parents"])
+        assert 0 < uns["threshold"] < 1
+    sc.pl.scrublet_score_distribution(ours, show=False)  # the notebook's plot reads these keys
+
+
+def _auc(score: np.ndarray, truth: np.ndarray) -> float:
+    """Area under the ROC curve of ``score`` for ``truth`` (the rank-sum formula)."""
+    from scipy.stats import rankdata
+
+    r = rankdata(score)
+    n1 = truth.sum()
+    return float((r[truth].sum() - n1 * (n1 + 1) / 2) / (n1 * (len(truth) - n1)))

@@ -110,6 +110,10 @@ def test_gpu_sparse_helpers_match_scipy():
     np.testing.assert_allclose(
         _gpu.row_sums(G).get(), np.asarray(X.sum(axis=1)).ravel(), rtol=1e-12
     )
+    factors = np.random.default_rng(6).random(X.shape[0]).astype(np.float32)
+    S = _gpu.csr_to_gpu(X)
+    _gpu.scale_rows(S, factors)
+    np.testing.assert_allclose(_gpu.to_dense(S).get(), X.toarray() * factors[:, None], rtol=1e-6)
     # the one-pass QC kernel, with a stored zero (not a detection) and two gene sets
     Z = X.copy()
     Z.data[5] = 0
@@ -202,6 +206,36 @@ def test_gpu_clustering_agrees_with_rapids_singlecell():
             for who in ("ours", "rsc")
         )
         assert ours >= theirs - 0.05, (algo, ours, theirs)  # as close to the cell types
+
+
+def test_gpu_scrublet_equals_rapids_singlecells():
+    """Our GPU Scrublet runs rapids-singlecell's algorithm: from the same seed the same random
+    pairs per sample, the same scores (up to float rounding and kNN ties) and the same calls, and
+    it finds the demo's planted doublets."""
+    import rapids_singlecell as rsc
+
+    scp.set_backend("gpu")
+    a = scp.read(scp.datasets.demo_path())
+    scp.get.to_gpu(a)
+    scp.pp.calculate_qc_metrics(a)
+    scp.pp.filter_cells(a)
+    ref = a.copy()
+    scp.pp.scrublet(a, batch_key="assay", sim_doublet_ratio=2.0, random_state=0)
+    rsc.pp.scrublet(ref, batch_key="assay", sim_doublet_ratio=2.0, rng=0, verbose=False)
+    ours, theirs = a.uns["scrublet"]["batches"], ref.uns["scrublet"]["batches"]
+    assert set(ours) == set(theirs)
+    for b in ours:
+        np.testing.assert_array_equal(
+            ours[b]["doublet_parents"], np.asarray(theirs[b]["doublet_parents"])
+        )
+        assert ours[b]["threshold"] == pytest.approx(float(theirs[b]["threshold"]), abs=0.02)
+    s_ours = a.obs["doublet_score"].to_numpy()
+    s_ref = np.asarray(ref.obs["doublet_score"].to_numpy(), dtype=float)
+    assert np.corrcoef(s_ours, s_ref)[0, 1] > 0.99 and np.abs(s_ours - s_ref).max() < 0.1
+    same = a.obs["predicted_doublet"].to_numpy() == ref.obs["predicted_doublet"].to_numpy(bool)
+    assert same.mean() >= 0.995
+    truth, called = a.obs["is_doublet"].to_numpy(), a.obs["predicted_doublet"].to_numpy()
+    assert (called & truth).sum() / truth.sum() >= 0.8 and truth[called].mean() >= 0.9
 
 
 def test_gpu_free_bytes_counts_the_pool():

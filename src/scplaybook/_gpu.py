@@ -539,6 +539,32 @@ def row_sums(X):
     return out
 
 
+_SCALE_ROWS = r"""
+extern "C" __global__ void scale_rows(const int* indptr, float* data, const float* scale,
+                                      long long n_rows) {
+    const int lane = threadIdx.x & 31;
+    const long long n_warps = ((long long)gridDim.x * blockDim.x) >> 5;
+    for (long long r = (blockIdx.x * (long long)blockDim.x + threadIdx.x) >> 5; r < n_rows;
+         r += n_warps)
+        for (int j = indptr[r] + lane; j < indptr[r + 1]; j += 32) data[j] *= scale[r];
+}
+"""
+
+
+def scale_rows(X, scale) -> None:
+    """Multiply each row of a CuPy CSR matrix by its factor in ``scale``, in place."""
+    import cupy as cp
+
+    scale = cp.asarray(scale, dtype=cp.float32)
+    if not _plain(X):
+        X.data *= cp.repeat(scale, cp.diff(X.indptr).get().tolist()).astype(X.data.dtype)
+        return
+    if X.shape[0]:
+        _kernel("scale_rows", _SCALE_ROWS)(
+            *_warp_grid(X.shape[0]), (X.indptr, X.data, scale, np.int64(X.shape[0]))
+        )
+
+
 def _warp_grid(n_rows: int) -> tuple[tuple[int], tuple[int]]:
     return (max(1, min(65535 * 8, (n_rows + 7) // 8)),), (256,)
 
