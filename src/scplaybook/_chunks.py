@@ -8,6 +8,7 @@ worker per GPU) the chunks are spread over its workers. Dask is imported only he
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -336,6 +337,8 @@ def gather(X):
 
 def distributed_client():
     """Return the active ``distributed`` client (e.g. on a dask-cuda ``LocalCUDACluster``), or ``None``."""
+    if "distributed" not in sys.modules:  # no client without it; importing it takes about 1 s
+        return None
     try:
         from distributed import default_client
 

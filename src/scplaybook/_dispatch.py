@@ -12,7 +12,7 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from ._backend import backend_for_graph, backend_for_X, is_gpu_array
+from ._backend import backend_for_graph, backend_for_X, gpu_library, is_gpu_array
 from ._chunks import is_dask
 from ._timing import note_backend
 
@@ -46,7 +46,7 @@ class Backend:
     @property
     def sc(self) -> ModuleType:
         """The library with scanpy's API on this backend: ``rapids_singlecell`` or ``scanpy``."""
-        return importlib.import_module("rapids_singlecell" if self.gpu else "scanpy")
+        return gpu_library() if self.gpu else importlib.import_module("scanpy")
 
 
 def dispatch(adata: AnnData, step: str, *, on: Literal["X", "graph"] = "graph") -> Backend:

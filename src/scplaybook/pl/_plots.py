@@ -89,11 +89,10 @@ def qc(
         Cells drawn at most (default :data:`MAX_CELLS_DRAWN`; ``0``: all), a random sample beyond.
     """
     rows, note = _sample(adata.n_obs, MAX_CELLS_DRAWN if max_cells is None else max_cells)
-    drawn = adata.obs.iloc[rows]  # the same distributions as all cells, drawn fast
+    qc_cols = ["n_genes_by_counts", "total_counts", "pct_counts_mt"]
+    drawn = adata.obs[qc_cols].iloc[rows]  # the same distributions as all cells, drawn fast
     fig, axes = plt.subplots(1, 5, figsize=(20, 3.8))
-    for ax, col in zip(
-        axes[:3], ["n_genes_by_counts", "total_counts", "pct_counts_mt"], strict=True
-    ):
+    for ax, col in zip(axes[:3], qc_cols, strict=True):
         v = drawn[col].to_numpy(dtype=float)
         ax.violinplot(v, showmedians=True)
         ax.scatter(

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from .._backend import gpu_library
 from .._dispatch import dispatch, host
 from .._errors import ParameterError
 from .._settings import logger
@@ -191,7 +192,7 @@ class _Ops:
         """The library that selects the genes: ``rapids_singlecell`` or ``scanpy``."""
         import importlib
 
-        return importlib.import_module("rapids_singlecell" if self.gpu else "scanpy")
+        return gpu_library() if self.gpu else importlib.import_module("scanpy")
 
     def pca(self, obs, sim, n_comps: int, random_state: int):
         """Fit a PCA to ``obs``; return both embedded (rapids-singlecell: cuML; scanpy: ARPACK)."""

@@ -56,10 +56,14 @@ def _marker_sets(markers, genes: pd.Index) -> tuple[dict[str, list[str]], str]:
         raise ParameterError(
             "a marker table needs a 'cell_type' column and one column of gene symbols per species."
         )
-    found = {c: table[c].isin(genes).sum() for c in columns}
+    # one set of the data's genes: Series.isin(genes) converted all of them per call (2 s for
+    # 13 calls with 20,000 Arrow-backed names, measured on the GPU machine's host)
+    present = set(genes.tolist())
+    has = present.__contains__
+    found = {c: int(table[c].map(has).sum()) for c in columns}
     column = max(found, key=found.get)
     sets = {
-        t: list(dict.fromkeys(g[g.isin(genes)]))
+        t: list(dict.fromkeys(g[g.map(has).to_numpy(dtype=bool)]))
         for t, g in table.groupby("cell_type", sort=False)[column]
     }
     sets = {t: g for t, g in sets.items() if g}
