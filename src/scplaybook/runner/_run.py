@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._backend import gpu_name
+from .._backend import gpu_name, is_gpu_array
+from .._dispatch import host
 from .._errors import ParameterError, PlaybookError
 from .._recipe import resolve_params
 from .._session import set_backend
@@ -242,6 +243,10 @@ class Run:
         from ..get import timings, to_cpu
 
         hvg = _raw_columns_on_gpu(adata)  # before to_cpu: only these columns need slicing
+        hvg_counts = None
+        if hvg is not None:  # their counts too, on the GPU (1 s for 100M values on the host)
+            hvg_counts = host(_counts_of(hvg, adata.obs, adata.uns))
+            hvg = host(hvg)
         to_cpu(adata)
         self.save_markers(adata)
         if "rank_genes_groups" not in adata.uns:
@@ -251,7 +256,8 @@ class Run:
                     break
         saved = _as_saved(adata, hvg)
         if "counts" not in saved.layers:
-            counts = _counts_from_log_normalised(saved)
+            from_hvg = hvg_counts is not None and saved is not adata  # X is then hvg
+            counts = hvg_counts if from_hvg else _counts_from_log_normalised(saved)
             if counts is None:  # not log-normalised from raw: read the input again
                 counts = self._input_counts(adata)
             if counts is not None:
@@ -306,26 +312,37 @@ def _counts_from_log_normalised(saved: AnnData):
     """
     import scipy.sparse as sp
 
-    totals = saved.obs.get("n_counts_before_normalize")
-    target = saved.uns.get("normalize_total", {}).get("target_sum")
     if not (saved.uns.get("X_is", "").startswith("log-normalised") and sp.issparse(saved.X)):
         return None
+    return _counts_of(sp.csr_matrix(saved.X), saved.obs, saved.uns)
+
+
+def _counts_of(X, obs, uns):
+    """Return the counts behind log-normalised values ``X`` (SciPy or CuPy CSR), the same kind.
+
+    ``None`` without the totals (``obs['n_counts_before_normalize']``) or the target sum.
+    """
+    totals = obs.get("n_counts_before_normalize")
+    target = uns.get("normalize_total", {}).get("target_sum")
     if totals is None or target is None:
         return None
-    X = sp.csr_matrix(saved.X)
-    rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
-    data = np.rint(np.expm1(X.data.astype(np.float64)) * totals.to_numpy()[rows] / target)
-    return sp.csr_matrix((data.astype(np.float32), X.indices, X.indptr), shape=X.shape)
+    if is_gpu_array(X):
+        import cupy as xp
+    else:
+        xp = np
+    rows = xp.searchsorted(xp.asarray(X.indptr), xp.arange(X.nnz), side="right") - 1
+    scale = xp.asarray(totals.to_numpy(dtype=np.float64) / target)
+    data = xp.rint(xp.expm1(X.data.astype(np.float64)) * scale[rows])
+    return type(X)((data.astype(np.float32), X.indices, X.indptr), shape=X.shape)
 
 
 def _raw_columns_on_gpu(adata: AnnData):
-    """Return the columns of ``raw`` that ``adata`` keeps, taken on the GPU, on the host; else ``None``.
+    """Return the columns of ``raw`` that ``adata`` keeps, taken on the GPU (still there); else ``None``.
 
     On the host, SciPy's column slice of all of ``raw`` (at 200k cells, 427M non-zeros) takes
     seconds; the GPU's column kernel takes milliseconds, and only the kept columns are copied.
     """
-    from .._backend import is_gpu_array
-    from ..get._results import columns_to_host
+    from .._gpu import take_cols
 
     raw = adata.raw
     if raw is None or not is_gpu_array(raw.X) or not hasattr(raw.X, "indptr"):
@@ -333,7 +350,7 @@ def _raw_columns_on_gpu(adata: AnnData):
     cols = raw.var_names.get_indexer(adata.var_names)
     if (cols < 0).any() or (np.diff(cols) <= 0).any():
         return None  # not a subset in raw's order: the host path below handles it
-    return columns_to_host(raw.X, cols)
+    return take_cols(raw.X, cols)
 
 
 def _as_saved(adata: AnnData, X=None) -> AnnData:
