@@ -5,13 +5,9 @@ Nothing here imports CuPy or RAPIDS at module import time, so the package import
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import functools
 import importlib
-import importlib.util
 import os
-import threading
 from typing import TYPE_CHECKING, Literal
 
 from ._errors import BackendError, ParameterError
@@ -38,41 +34,26 @@ def _gpu_probe() -> tuple[bool, str]:
         return False, f"no usable CUDA device ({type(e).__name__}: {e})"
     if n < 1:
         return False, "no CUDA device is visible"
-    if importlib.util.find_spec("rapids_singlecell") is None:
-        return False, "rapids-singlecell is not installed"
-    _import_in_background("rapids_singlecell")
+    try:
+        importlib.import_module("rapids_singlecell")
+    except ImportError as e:
+        return False, f"rapids-singlecell does not import ({e})"
     return True, f"{n} CUDA device(s)"
 
 
-def _import_in_background(name: str) -> None:
-    """Import module ``name`` in a thread; the first step that needs it waits for it there.
-
-    Importing rapids-singlecell (with cuML and cuDF) takes 4-5 s; this process meanwhile reads
-    the data, which waits mostly on the disk. A failed import is raised by :func:`gpu_library`.
-    """
-
-    def work() -> None:
-        with contextlib.suppress(Exception):  # raised again where the module is first used
-            importlib.import_module(name)
-
-    thread = threading.Thread(target=work, name=f"scplaybook-import-{name}", daemon=True)
-    thread.start()
-    atexit.register(thread.join, 60)  # never end the process under a half-done CUDA import
-
-
 def gpu_library():
-    """Return ``rapids_singlecell``, waiting for its import in the background if it runs.
+    """Return ``rapids_singlecell`` (imported by the probe that chose the GPU backend).
 
     Raises
     ------
     BackendError
-        When it is installed but does not import (a broken or mismatched RAPIDS install).
+        When it does not import (a broken or mismatched RAPIDS install).
     """
     try:
         return importlib.import_module("rapids_singlecell")
     except ImportError as e:
         raise BackendError(
-            f"rapids-singlecell is installed but does not import ({e}). Repair the GPU install "
+            f"rapids-singlecell does not import ({e}). Repair the GPU install "
             "(./setup/start_playbook.sh installs matching RAPIDS wheels) or use backend='cpu'."
         ) from e
 

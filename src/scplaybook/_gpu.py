@@ -230,32 +230,20 @@ def h5_to_device(dset, start: int, stop: int):
 def to_host(a) -> np.ndarray:
     """Copy a CuPy array to a new host array through pinned staging buffers."""
     import cupy as cp
-    import cupyx
 
     a = cp.ascontiguousarray(a)
     if a.nbytes < STAGE_BYTES:
         return a.get()
     out = np.empty(a.shape, a.dtype)
     src, dst = a.reshape(-1).view(cp.uint8), out.reshape(-1).view(np.uint8)
-    # the next piece's DMA runs while this one is copied out of its pinned buffer
-    step = min(STAGE_BYTES, a.nbytes)
-    bufs = [cupyx.empty_pinned(step, np.uint8) for _ in range(2)]
-    streams = [cp.cuda.Stream(non_blocking=True) for _ in range(2)]
-    pending = None
-    for i, s in enumerate(range(0, a.nbytes, step)):
-        e = min(s + step, a.nbytes)
-        buf, stream = bufs[i % 2], streams[i % 2]
-        src[s:e].get(out=buf[: e - s], stream=stream, blocking=False)
-        if pending is not None:
-            _copy_out(dst, *pending)
-        pending = (s, e, buf, stream)
-    _copy_out(dst, *pending)
+
+    def piece(s, e, buf, stream):
+        src[s:e].get(out=buf[: e - s], stream=stream)
+        stream.synchronize()
+        np.copyto(dst[s:e], buf[: e - s])
+
+    _staged(a.nbytes, piece)
     return out
-
-
-def _copy_out(dst, s: int, e: int, buf, stream) -> None:
-    stream.synchronize()  # this piece's DMA is done
-    np.copyto(dst[s:e], buf[: e - s])
 
 
 def csr_to_gpu(X):
