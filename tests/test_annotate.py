@@ -168,3 +168,29 @@ def _auc(score: np.ndarray, truth: np.ndarray) -> float:
     r = rankdata(score)
     n1 = truth.sum()
     return float((r[truth].sum() - n1 * (n1 + 1) / 2) / (n1 * (len(truth) - n1)))
+
+
+def test_a_sample_too_small_for_scrublet_is_left_unscored(adata, caplog):
+    """A sample of 20 cells (scanpy's and rapids-singlecell's Scrublet both fail on it: a PCA of 30
+    components) is named in the log and left unscored; the other samples are scored as alone."""
+    scp.pp.calculate_qc_metrics(adata)
+    scp.pp.filter_cells(adata)
+    adata.obs["sample"] = pd.Categorical(np.where(np.arange(adata.n_obs) < 20, "tiny", "big"))
+    alone = adata[adata.obs["sample"] == "big"].copy()
+    scp.pp.scrublet(alone, batch_key="sample")
+    with caplog.at_level("WARNING", logger="scplaybook"):
+        scp.pp.scrublet(adata, batch_key="sample")
+    assert "not scored for doublets" in caplog.text and "tiny (20 cells)" in caplog.text
+    tiny = (adata.obs["sample"] == "tiny").to_numpy()
+    assert adata.obs["doublet_score"][tiny].isna().all()
+    assert not adata.obs["predicted_doublet"][tiny].any()
+    np.testing.assert_allclose(
+        adata.obs["doublet_score"][~tiny].to_numpy(), alone.obs["doublet_score"].to_numpy()
+    )
+    assert adata.obs["predicted_doublet"][~tiny].sum() > 0
+    assert list(adata.uns["scrublet"]["batches"]) == ["big"]
+    scp.settings.figdir = None
+    scp.pl.doublets(adata)  # the plot shows the scored sample
+    n = adata.n_obs
+    scp.pp.filter_doublets(adata)
+    assert adata.n_obs == n - int(alone.obs["predicted_doublet"].sum())

@@ -444,7 +444,18 @@ def doublets(adata: AnnData, *, name: str = "doublets") -> None:
     if "scrublet" not in adata.uns:
         print("no doublet scores (scrublet did not run on these data)")
         return
-    fig = sc.pl.scrublet_score_distribution(adata, return_fig=True, show=False)
+    import anndata as ad
+
+    uns = adata.uns["scrublet"]
+    cols = ["doublet_score"] + ([uns["batched_by"]] if "batched_by" in uns else [])
+    obs = adata.obs[cols]
+    obs = obs[obs["doublet_score"].notna()].copy()  # samples too small to score are not drawn
+    for c in cols[1:]:
+        obs[c] = obs[c].astype("category").cat.remove_unused_categories()
+        if len(obs[c].cat.categories) == 1:  # scanpy's plot fails on one batch: draw it as one
+            uns = uns["batches"][obs[c].cat.categories[0]]
+    view = ad.AnnData(obs=obs, uns={"scrublet": uns})
+    fig = sc.pl.scrublet_score_distribution(view, return_fig=True, show=False)
     _finish(fig, name)
 
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+import pandas as pd
 
-from .._backend import gpu_library
+from .._backend import gpu_library, is_gpu_array
 from .._dispatch import dispatch, host
 from .._errors import ParameterError
 from .._settings import logger
@@ -76,11 +77,18 @@ def scrublet(
         return adata
     if batch_key is not None and batch_key not in adata.obs:
         raise ParameterError(f"batch_key={batch_key!r} is not a column of obs.")
+    scored = _scorable(adata, batch_key)
+    if not scored.any():
+        adata.obs["doublet_score"] = np.nan
+        adata.obs["predicted_doublet"] = False
+        return adata
+    # the cells of the samples scored, on their own when a sample is left out
+    target = adata if scored.all() else _cells(adata, scored, batch_key)
     if sim_doublet_ratio == "auto":
-        sim_doublet_ratio = _auto_ratio(adata, batch_key)
+        sim_doublet_ratio = _auto_ratio(target, batch_key)
     if backend.gpu:  # rapids-singlecell's algorithm, without its host round trips (see _scores)
         _scrublet(
-            adata,
+            target,
             _Ops(gpu=True),
             batch_key=batch_key,
             expected_doublet_rate=expected_doublet_rate,
@@ -90,7 +98,7 @@ def scrublet(
         )
     else:
         backend.sc.pp.scrublet(
-            adata,
+            target,
             batch_key=batch_key,
             expected_doublet_rate=expected_doublet_rate,
             sim_doublet_ratio=sim_doublet_ratio,
@@ -98,6 +106,13 @@ def scrublet(
             verbose=False,
             random_state=random_state,
         )
+    if target is not adata:
+        score = np.full(adata.n_obs, np.nan)
+        score[scored] = np.asarray(host(target.obs["doublet_score"].to_numpy()), dtype=float)
+        called = np.zeros(adata.n_obs, dtype=bool)
+        called[scored] = target.obs["predicted_doublet"].fillna(False).to_numpy(dtype=bool)
+        adata.obs["doublet_score"], adata.obs["predicted_doublet"] = score, called
+        adata.uns["scrublet"] = target.uns["scrublet"]
     adata.uns["scrublet"] = _to_host(adata.uns.get("scrublet", {}))  # nested per batch
     for col in ("doublet_score", "predicted_doublet"):  # host columns on both backends
         adata.obs[col] = np.asarray(host(adata.obs[col].to_numpy()))
@@ -108,6 +123,44 @@ def scrublet(
         f"    {n} of {adata.n_obs} cells ({n / max(adata.n_obs, 1):.1%}) predicted doublets"
     )
     return adata
+
+
+MIN_SAMPLE_CELLS = 100
+"""Samples with fewer cells are not scored: too few to simulate doublets from (Scrublet's PCA of
+30 components fails below 31 cells on both backends)."""
+
+
+def _scorable(adata: AnnData, batch_key: str | None) -> np.ndarray:
+    """Return which cells Scrublet scores: those of samples of at least ``MIN_SAMPLE_CELLS``; say which not."""
+    if batch_key is None:
+        sizes = pd.Series({"all cells": adata.n_obs})
+        labels = np.full(adata.n_obs, "all cells", dtype=object)
+    else:
+        sizes = adata.obs[batch_key].value_counts()
+        labels = adata.obs[batch_key].to_numpy()
+    small = sizes[(sizes > 0) & (sizes < MIN_SAMPLE_CELLS)]
+    if len(small):
+        listed = ", ".join(f"{k} ({v} cells)" for k, v in small.items())
+        logger.warning(
+            f"    not scored for doublets (fewer than {MIN_SAMPLE_CELLS} cells, too few to simulate "
+            f"doublets from): {listed}; their doublet_score is NaN and none is called"
+        )
+    return ~pd.Series(labels).isin(small.index).to_numpy()
+
+
+def _cells(adata: AnnData, keep: np.ndarray, batch_key: str | None) -> AnnData:
+    """Return a new AnnData of the counts of the cells ``keep`` (and ``obs[batch_key]``), wherever X lives."""
+    from anndata import AnnData as _AnnData
+
+    rows = np.flatnonzero(keep)
+    if is_gpu_array(adata.X):
+        from .. import _gpu
+
+        X = _gpu.take_rows(adata.X, rows)
+    else:
+        X = adata.X[rows]
+    obs = adata.obs.iloc[rows][[batch_key]] if batch_key else adata.obs.iloc[rows][[]]
+    return _AnnData(X=X, obs=obs)
 
 
 SIM_DOUBLETS = 50_000
