@@ -226,3 +226,41 @@ def test_gene_subset_of_chunked_data_equals_anndatas_and_keeps_obs():
     np.testing.assert_array_equal(a.varp["corr"], expected.varp["corr"])
     assert (a.layers["counts"] != expected.layers["counts"]).nnz == 0
     assert (a.X.compute() != expected.X).nnz == 0
+
+
+def test_cell_subset_of_chunked_data_equals_anndatas():
+    """Subsetting cells of chunked data cuts obs, obsm, obsp and layers, and the colours of
+    categories no longer there, as AnnData's own subset does (without its view and uniqueness
+    check: 0.5 s at 1.3M cells on this machine)."""
+    import pandas as pd
+
+    from scplaybook._chunks import rows_to_dask
+    from scplaybook._subset import subset_obs
+
+    rng = np.random.default_rng(0)
+    X = sp.random(300, 40, density=0.3, format="csr", dtype=np.float32, random_state=3)
+    t = pd.Categorical(np.where(np.arange(300) < 20, "gone", rng.choice(["x", "y"], 300)))
+    a = ad.AnnData(
+        X=X,
+        obs=pd.DataFrame({"t": t, "v": rng.random(300)}, index=[f"c{i}" for i in range(300)]),
+        obsm={"X_pca": rng.random((300, 3)), "meta": pd.DataFrame({"m": np.arange(300)}, index=[f"c{i}" for i in range(300)])},
+        obsp={"connectivities": sp.random(300, 300, density=0.05, format="csr", random_state=1)},
+        uns={"t_colors": np.array(["#111111", "#222222", "#333333"]), "other": 1},
+    )  # fmt: skip
+    keep = np.arange(300) >= 20  # every cell of category "gone" goes
+    keep[rng.choice(np.arange(20, 300), 30, replace=False)] = False
+    expected = a.copy()
+    expected._inplace_subset_obs(np.flatnonzero(keep))
+    a.layers["counts"] = rows_to_dask(X, 3000)
+    a.X = rows_to_dask(X, 3000)
+    subset_obs(a, keep)
+    assert a.shape == (250, 40) and a.X.shape == (250, 40) and a.layers["counts"].shape == (250, 40)
+    pd.testing.assert_frame_equal(a.obs, expected.obs)
+    assert list(a.obs["t"].cat.categories) == ["x", "y"]
+    np.testing.assert_array_equal(a.uns["t_colors"], expected.uns["t_colors"])
+    assert len(a.uns["t_colors"]) == 2
+    np.testing.assert_array_equal(a.obsm["X_pca"], expected.obsm["X_pca"])
+    pd.testing.assert_frame_equal(a.obsm["meta"], expected.obsm["meta"])
+    assert (a.obsp["connectivities"] != expected.obsp["connectivities"]).nnz == 0
+    assert (a.X.compute() != expected.X).nnz == 0
+    assert (a.layers["counts"].compute() != expected.X).nnz == 0
