@@ -66,7 +66,8 @@ def scrublet(
     Returns
     -------
     ``adata`` with ``obs['doublet_score']``, ``obs['predicted_doublet']`` and ``uns['scrublet']``
-    (scanpy's keys). Data in row chunks are left unscored (logged).
+    (scanpy's keys). Data in row chunks, and samples of fewer than :data:`MIN_SAMPLE_CELLS` cells,
+    are left unscored (NaN, not called; logged).
     """
     backend = dispatch(adata, "scrublet", on="X")
     if backend.chunked:
