@@ -159,6 +159,10 @@ def test_gpu_scrublet_algorithm_matches_scanpys_on_the_host(adata):
         assert len(uns["doublet_scores_sim"]) == int(n_b * 2.0) == len(uns["doublet_parents"])
         assert 0 < uns["threshold"] < 1
     sc.pl.scrublet_score_distribution(ours, show=False)  # the notebook's plot reads these keys
+    dense = adata.copy()  # a dense matrix (some GEO files): the same scores
+    dense.X = dense.X.toarray()
+    _scrublet(dense, _Ops(gpu=False), batch_key="assay", random_state=0, **kw)
+    np.testing.assert_allclose(dense.obs["doublet_score"], ours.obs["doublet_score"], rtol=1e-6)
 
 
 def _auc(score: np.ndarray, truth: np.ndarray) -> float:

@@ -154,7 +154,7 @@ def _cells(adata: AnnData, keep: np.ndarray, batch_key: str | None) -> AnnData:
     from anndata import AnnData as _AnnData
 
     rows = np.flatnonzero(keep)
-    if is_gpu_array(adata.X):
+    if is_gpu_array(adata.X) and hasattr(adata.X, "indptr"):
         from .. import _gpu
 
         X = _gpu.take_rows(adata.X, rows)
@@ -211,6 +211,20 @@ def filter_doublets(adata: AnnData) -> AnnData:
     return adata
 
 
+def _gpu_csr(X):
+    """``X`` as a CuPy CSR matrix (float32 values)."""
+    import cupyx.scipy.sparse as csp
+
+    return X.tocsr() if csp.issparse(X) else csp.csr_matrix(X.astype(np.float32, copy=False))
+
+
+def _host_csr(X):
+    """``X`` as a SciPy CSR matrix."""
+    import scipy.sparse as sp
+
+    return X.tocsr() if sp.issparse(X) else sp.csr_matrix(np.asarray(X, dtype=np.float32))
+
+
 def _scale_rows(X, scale) -> None:
     """Multiply each row of a SciPy CSR matrix by its factor in ``scale``, in place."""
     X.data *= np.repeat(np.asarray(scale, dtype=X.data.dtype), np.diff(X.indptr))
@@ -228,6 +242,7 @@ class _Ops:
 
             self.xp = cp
             self.take_rows, self.take_cols = _gpu.take_rows, _gpu.take_cols
+            self.csr = _gpu_csr
             self.dense, self.row_sums, self.scale_rows = (
                 _gpu.to_dense,
                 _gpu.row_sums,
@@ -235,6 +250,7 @@ class _Ops:
             )
         else:
             self.xp = np
+            self.csr = _host_csr
             self.take_rows = lambda X, rows: X[rows]
             self.take_cols = lambda X, cols: X[:, cols]
             self.dense = lambda X: np.asarray(X.toarray(), dtype=np.float32)
@@ -292,6 +308,7 @@ def _scrublet(
     """
     rng = np.random.default_rng(random_state)
     n = adata.n_obs
+    X = ops.csr(adata.X)  # a dense matrix (some GEO files) as CSR, as Scrublet keeps it
     if batch_key is None:
         parts = [(None, np.arange(n), rng)]
     else:  # rapids-singlecell's order: the sorted samples, one spawned generator each
@@ -303,7 +320,7 @@ def _scrublet(
     found = {}
     for batch, rows, sub_rng in parts:
         kept, obs_score, uns = _scores(
-            ops.take_rows(adata.X, rows) if batch is not None else adata.X,
+            ops.take_rows(X, rows) if batch is not None else X,
             ops,
             rng=sub_rng,
             sim_doublet_ratio=sim_doublet_ratio,
