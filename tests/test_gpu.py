@@ -239,6 +239,29 @@ def test_gpu_scrublet_equals_rapids_singlecells():
     assert (called & truth).sum() / truth.sum() >= 0.65 and truth[called].mean() >= 0.8
 
 
+def test_gpu_scrublet_dense_x_and_a_tiny_sample():
+    """On the GPU: a dense X is scored as its CSR form is, and a sample of 20 cells is left
+    unscored while the others are scored as alone."""
+    import pandas as pd
+
+    scp.set_backend("gpu")
+    a = scp.read(scp.datasets.demo_path())
+    scp.get.to_gpu(a)
+    scp.pp.calculate_qc_metrics(a)
+    scp.pp.filter_cells(a)
+    dense = a.copy()
+    dense.X = dense.X.toarray()
+    scp.pp.scrublet(a, batch_key="assay", random_state=0)
+    scp.pp.scrublet(dense, batch_key="assay", random_state=0)
+    np.testing.assert_allclose(dense.obs["doublet_score"], a.obs["doublet_score"], rtol=1e-5)
+    a.obs["sample"] = pd.Categorical(np.where(np.arange(a.n_obs) < 20, "tiny", "big"))
+    alone_rows = np.arange(a.n_obs) >= 20
+    scp.pp.scrublet(a, batch_key="sample", random_state=0)
+    assert a.obs["doublet_score"][~alone_rows].isna().all()
+    assert a.obs["doublet_score"][alone_rows].notna().all()
+    assert a.obs["predicted_doublet"][alone_rows].sum() > 0
+
+
 def test_gpu_free_bytes_counts_the_pool():
     """Free memory = free on the device + unused in the RMM pool (the memory guards rely on it)."""
     import cupy as cp
