@@ -208,17 +208,23 @@ def test_gpu_clustering_agrees_with_rapids_singlecell():
         assert ours >= theirs - 0.05, (algo, ours, theirs)  # as close to the cell types
 
 
+def _demo_filtered_on_gpu():
+    """The demo on the GPU, QC metrics computed and cells filtered (what Scrublet is given)."""
+    scp.set_backend("gpu")
+    a = scp.read(scp.datasets.demo_path())
+    scp.get.to_gpu(a)
+    scp.pp.calculate_qc_metrics(a)
+    scp.pp.filter_cells(a)
+    return a
+
+
 def test_gpu_scrublet_equals_rapids_singlecells():
     """Our GPU Scrublet runs rapids-singlecell's algorithm: from the same seed the same random
     pairs per sample, the same scores (up to float rounding and kNN ties) and the same calls, and
     it finds the demo's planted doublets."""
     import rapids_singlecell as rsc
 
-    scp.set_backend("gpu")
-    a = scp.read(scp.datasets.demo_path())
-    scp.get.to_gpu(a)
-    scp.pp.calculate_qc_metrics(a)
-    scp.pp.filter_cells(a)
+    a = _demo_filtered_on_gpu()
     ref = a.copy()
     scp.pp.scrublet(a, batch_key="assay", sim_doublet_ratio=2.0, random_state=0)
     rsc.pp.scrublet(ref, batch_key="assay", sim_doublet_ratio=2.0, rng=0, verbose=False)
@@ -244,11 +250,7 @@ def test_gpu_scrublet_dense_x_and_a_tiny_sample():
     unscored while the others are scored as alone."""
     import pandas as pd
 
-    scp.set_backend("gpu")
-    a = scp.read(scp.datasets.demo_path())
-    scp.get.to_gpu(a)
-    scp.pp.calculate_qc_metrics(a)
-    scp.pp.filter_cells(a)
+    a = _demo_filtered_on_gpu()
     dense = a.copy()
     dense.X = dense.X.toarray()
     scp.pp.scrublet(a, batch_key="assay", random_state=0)

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import pandas as pd
 
-from .._backend import gpu_library, is_gpu_array
-from .._dispatch import dispatch, host
+from .._backend import is_gpu_array
+from .._dispatch import Backend, dispatch, host
 from .._errors import ParameterError
 from .._settings import logger
 from .._subset import subset_obs
@@ -225,6 +225,11 @@ def _host_csr(X):
     return X.tocsr() if sp.issparse(X) else sp.csr_matrix(np.asarray(X, dtype=np.float32))
 
 
+def _host_cells_per_gene(X) -> np.ndarray:
+    """Count, for each column of a SciPy CSR matrix, the rows with a positive value (as ``_gpu``'s)."""
+    return np.bincount(X.indices[X.data > 0], minlength=X.shape[1])
+
+
 def _scale_rows(X, scale) -> None:
     """Multiply each row of a SciPy CSR matrix by its factor in ``scale``, in place."""
     X.data *= np.repeat(np.asarray(scale, dtype=X.data.dtype), np.diff(X.indptr))
@@ -242,6 +247,7 @@ class _Ops:
 
             self.xp = cp
             self.take_rows, self.take_cols = _gpu.take_rows, _gpu.take_cols
+            self.cells_per_gene = _gpu.cells_per_gene
             self.csr = _gpu_csr
             self.dense, self.row_sums, self.scale_rows = (
                 _gpu.to_dense,
@@ -252,6 +258,7 @@ class _Ops:
             self.xp = np
             self.csr = _host_csr
             self.take_rows = lambda X, rows: X[rows]
+            self.cells_per_gene = _host_cells_per_gene
             self.take_cols = lambda X, cols: X[:, cols]
             self.dense = lambda X: np.asarray(X.toarray(), dtype=np.float32)
             self.row_sums = lambda X: np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
@@ -260,9 +267,7 @@ class _Ops:
     @property
     def sc(self):
         """The library that selects the genes: ``rapids_singlecell`` or ``scanpy``."""
-        import importlib
-
-        return gpu_library() if self.gpu else importlib.import_module("scanpy")
+        return Backend("gpu" if self.gpu else "cpu").sc
 
     def pca(self, obs, sim, n_comps: int, random_state: int):
         """Fit a PCA to ``obs``; return both embedded (rapids-singlecell: cuML; scanpy: ARPACK)."""
@@ -353,8 +358,7 @@ def _scores(X, ops: _Ops, *, rng, sim_doublet_ratio, expected_doublet_rate, n_pr
     def positive(m):  # 1 where a count is above zero
         return type(m)(((m.data > 0).astype(np.float32), m.indices, m.indptr), shape=m.shape)
 
-    per_gene = xp.bincount(X.indices, weights=positive(X).data, minlength=X.shape[1])
-    X = ops.take_cols(X, xp.flatnonzero(per_gene >= 3))
+    X = ops.take_cols(X, np.flatnonzero(ops.cells_per_gene(X) >= 3))
     kept = np.flatnonzero(host(ops.row_sums(positive(X)) >= 3))
     if kept.size < X.shape[0]:
         X = ops.take_rows(X, xp.asarray(kept))
