@@ -30,6 +30,7 @@ def main() -> None:
     p.add_argument("--top", type=int, default=14)
     p.add_argument("--out", default="/tmp/profile-notebook-run")
     p.add_argument("--scrublet", action="store_true")
+    p.add_argument("--umap", action="store_true", help="then time UMAP's parts on both graphs")
     args = p.parse_args()
     cells = [c for c in json.loads(NOTEBOOK.read_text())["cells"] if c["cell_type"] == "code"]
     ns: dict = {}
@@ -59,6 +60,8 @@ def main() -> None:
             print("\n".join(line[:160] for line in lines[start + 1 : start + 9]))
     if args.scrublet:
         compare_scrublet(args.data)
+    if args.umap:
+        compare_umap(ns["adata"])
 
 
 def _sync() -> None:
@@ -102,6 +105,56 @@ def compare_scrublet(data: str) -> None:
             f"same calls {same:.4f}, score correlation {r:.4f}",
             flush=True,
         )
+
+
+def compare_umap(adata) -> None:
+    """Where cuML's UMAP spends its time on the notebook's two graphs, and what the start changes.
+
+    For each graph: its connected components, the layout with the spectral start and 1 epoch
+    (the start's cost), with a random start and 1 epoch, the full 200 epochs from each start and
+    from the first two principal components; each layout's share of cells whose 15 nearest cells
+    in 2-D have the same cell type (higher: types kept apart).
+    """
+    import cupy as cp
+    import numpy as np
+    import rapids_singlecell  # noqa: F401
+    from cuml.manifold.umap import find_ab_params, simplicial_set_embedding
+    from cuml.neighbors import NearestNeighbors
+    from scipy.sparse.csgraph import connected_components
+
+    labels = adata.obs["cell_type"].astype(str).to_numpy() if "cell_type" in adata.obs else None
+    a, b = find_ab_params(1.0, 0.5)
+
+    def kept(emb) -> float:
+        if labels is None:
+            return float("nan")
+        idx = NearestNeighbors(n_neighbors=16).fit(emb).kneighbors(emb)[1]
+        idx = cp.asnumpy(idx)[:, 1:]
+        return float(np.mean(labels[idx] == labels[:, None]))
+
+    for key, rep in (("neighbors", "X_pca"), ("harmony", "X_pca_harmony")):
+        g = adata.obsp[adata.uns[key]["connectivities_key"]]
+        g = g.get() if hasattr(g, "get") else g  # the host graph, wherever it is
+        n_comp = connected_components(g, directed=False)[0]
+        coo = cp.sparse.coo_matrix(g.tocoo())
+        pcs = np.asarray(adata.obsm[rep])[:, :2]
+        start = (10 * (pcs - pcs.mean(0)) / np.abs(pcs).max()).astype(np.float32)
+        print(f"\nUMAP on {key!r}: {adata.n_obs} cells, {g.nnz} edges, {n_comp} components")
+        for init, epochs in (("spectral", 1), ("random", 1), ("spectral", 200), ("random", 200),
+                             ("pca", 200), ("spectral", 200)):  # fmt: skip
+            _sync()
+            t0 = time.perf_counter()
+            emb = simplicial_set_embedding(
+                data=cp.zeros((adata.n_obs, 1), dtype=cp.float32), graph=coo, n_components=2,
+                initial_alpha=1.0, a=a, b=b, negative_sample_rate=5, n_epochs=epochs,
+                init=start if init == "pca" else init, random_state=0,
+            )  # fmt: skip
+            _sync()
+            dt = time.perf_counter() - t0
+            q = kept(cp.asarray(emb)) if epochs > 1 else float("nan")
+            print(
+                f"  start {init:8s} epochs {epochs:3d}: {dt:.2f} s; same type among 15 NN {q:.3f}"
+            )
 
 
 if __name__ == "__main__":
