@@ -116,6 +116,7 @@ def compare_umap(adata) -> None:
     in 2-D have the same cell type (higher: types kept apart).
     """
     import cupy as cp
+    import cupyx.scipy.sparse
     import numpy as np
     import rapids_singlecell  # noqa: F401
     from cuml.manifold.umap import find_ab_params, simplicial_set_embedding
@@ -136,7 +137,7 @@ def compare_umap(adata) -> None:
         g = adata.obsp[adata.uns[key]["connectivities_key"]]
         g = g.get() if hasattr(g, "get") else g  # the host graph, wherever it is
         n_comp = connected_components(g, directed=False)[0]
-        coo = cp.sparse.coo_matrix(g.tocoo())
+        coo = cupyx.scipy.sparse.coo_matrix(g.tocoo())
         pcs = np.asarray(adata.obsm[rep])[:, :2]
         start = (10 * (pcs - pcs.mean(0)) / np.abs(pcs).max()).astype(np.float32)
         print(f"\nUMAP on {key!r}: {adata.n_obs} cells, {g.nnz} edges, {n_comp} components")

@@ -50,6 +50,18 @@ def test_gpu_tsne_fft_separates_cell_types_as_barnes_hut(runs):
     assert min(seps.values()) >= 0.9 and seps["fft"] >= seps["barnes_hut"] - 0.03, seps
 
 
+def test_gpu_umap_from_the_pca_start_separates_cell_types_as_the_spectral_start(runs):
+    """The default start (the first two PCs) draws the cell types as scanpy's spectral start does."""
+    a = runs[0].copy()
+    scp.set_backend("gpu")
+    scp.pp.neighbors(a, n_neighbors=15, n_pcs=40, use_rep="X_pca_harmony", key_added="h")
+    kept = {}
+    for init in ("pca", "spectral"):
+        scp.tl.umap(a, neighbors_key="h", init_pos=init, key_added=f"X_umap_{init}")
+        kept[init] = neighbour_label_agreement(a.obsm[f"X_umap_{init}"], a.obs["cell_type"])
+    assert kept["pca"] >= 0.9 and kept["pca"] >= kept["spectral"] - 0.02, kept
+
+
 def test_gpu_cpu_concordance(runs):
     g, c, _ = runs
     # the same QC decisions; Scrublet's doublet calls (random simulations) mostly the same
