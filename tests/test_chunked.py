@@ -25,6 +25,18 @@ class _Collect(logging.Handler):
         self.messages.append(record.getMessage())
 
 
+def _count_gathers(dask_scheduler) -> None:
+    """Count the results the scheduler passes on to a client (``Scheduler.gather``)."""
+    gather = dask_scheduler.handlers["gather"]
+    dask_scheduler.scp_gathers = 0
+
+    async def counted(*args, **kwargs):
+        dask_scheduler.scp_gathers += 1
+        return await gather(*args, **kwargs)
+
+    dask_scheduler.handlers["gather"] = counted
+
+
 def test_chunked_path_on_a_local_cluster_matches_in_memory(caplog):
     path = scp.datasets.demo_path()
     scp.set_backend("cpu")
@@ -43,6 +55,7 @@ def test_chunked_path_on_a_local_cluster_matches_in_memory(caplog):
             assert sorted(Counter(w for (w,) in held.values()).values()) == [3, 3]
             scp.pp.regress_out(chunked)
             scp.pp.scale(chunked)
+            client.run_on_scheduler(_count_gathers)
             with get_task_stream(client) as stream:
                 scp.pp.pca(chunked, n_comps=20)
             # PCA's covariance is summed on each worker first: one partial sum moves, not one per chunk
@@ -51,6 +64,8 @@ def test_chunked_path_on_a_local_cluster_matches_in_memory(caplog):
             assert is_dask(chunked.X)  # X stays on the workers after PCA...
             scp.tl.rank_genes_groups(chunked, "cell_type", method="wilcoxon", use_raw=False)
             assert not is_dask(chunked.X)  # ...until differential expression gathers it
+            # the scores and X came straight from the workers, not through the scheduler
+            assert client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.scp_gathers) == 0
         finally:
             client.close()
             client.cluster.close()
