@@ -87,11 +87,6 @@ def test_chunked_path_on_a_local_cluster_matches_in_memory(caplog):
         assert top == {str(g) for g in chunked.uns[key]["names"][group][:10]}
     assert "raw (all genes) is not kept" in caplog.text
     np.testing.assert_allclose(chunked.var["std"], mem.var["std"], rtol=1e-4)
-    # the gene selection's statistics, from sums over the chunks, as scanpy's
-    for col in ("means", "dispersions", "dispersions_norm"):
-        np.testing.assert_allclose(
-            chunked.var[col], mem.var[col], rtol=1e-4, atol=1e-5, err_msg=col
-        )
     assert list(chunked.obs_names) == list(mem.obs_names)
     assert list(chunked.var_names) == list(mem.var_names)
     # scanpy's QC metrics, the same columns and dtypes, from one pass over the chunks
@@ -103,30 +98,6 @@ def test_chunked_path_on_a_local_cluster_matches_in_memory(caplog):
     np.testing.assert_allclose(chunked.X, mem.X, atol=1e-4)
     q0, q1 = np.linalg.qr(mem.obsm["X_pca"])[0], np.linalg.qr(chunked.obsm["X_pca"])[0]
     assert np.linalg.svd(q0.T @ q1, compute_uv=False).min() > 0.999
-
-
-@pytest.mark.parametrize("flavor", ["seurat", "cell_ranger"])
-def test_gene_selection_from_sums_over_chunks_equals_scanpys(flavor):
-    import scanpy as sc
-
-    from scplaybook._chunks import rows_to_dask
-    from scplaybook.pp._normalize import _hvg_chunks
-
-    a = scp.read(scp.datasets.demo_path())
-    sc.pp.normalize_total(a, target_sum=1e4)
-    sc.pp.log1p(a)
-    ref, chunked = a.copy(), a.copy()
-    sc.pp.highly_variable_genes(ref, n_top_genes=1500, flavor=flavor)
-    chunked.X = rows_to_dask(chunked.X, chunked.X.nnz // 5)
-    _hvg_chunks(chunked, 1500, flavor)
-    assert chunked.X.numblocks[0] >= 5 and chunked.uns["hvg"] == ref.uns["hvg"]
-    assert (chunked.var["highly_variable"] == ref.var["highly_variable"]).all()
-    assert chunked.var["highly_variable"].sum() == 1500
-    for col in ("means", "dispersions", "dispersions_norm"):
-        assert chunked.var[col].dtype == ref.var[col].dtype, col
-        np.testing.assert_allclose(
-            chunked.var[col], ref.var[col], rtol=1e-4, atol=1e-5, err_msg=col
-        )
 
 
 def test_row_bounds_cut_by_non_zeros_or_rows():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING
 
 import anndata as ad
@@ -120,11 +119,8 @@ def highly_variable_genes(
         )
         n_top_genes = adata.n_vars
     backend = dispatch(adata, "highly_variable_genes", on="X")
+    backend.sc.pp.highly_variable_genes(adata, n_top_genes=n_top_genes, flavor=flavor)
     chunked = backend.chunked
-    if chunked and flavor in ("seurat", "cell_ranger"):  # moments summed where the chunks are
-        _hvg_chunks(adata, n_top_genes, flavor)
-    else:
-        backend.sc.pp.highly_variable_genes(adata, n_top_genes=n_top_genes, flavor=flavor)
     if keep_raw and chunked:
         logger.info(
             "    data in row chunks: raw (all genes) is not kept; markers are ranked on the "
@@ -165,81 +161,6 @@ def highly_variable_genes(
         if on_gpu:
             adata.raw._X = full
     return adata
-
-
-def _gene_moments_chunk(block, flavor: str) -> tuple:
-    """Return a chunk's per-gene sums of values and of squares (of ``expm1`` for ``"seurat"``)."""
-    xp = xp_of(block)
-    if hasattr(block, "indptr"):  # the stored values only: zeros add nothing, expm1(0) = 0
-        x = block.astype(xp.float64)  # a copy; float64 sums over a chunk's cells, as scanpy's
-        if flavor == "seurat":
-            xp.expm1(x.data, out=x.data)
-        total = x.sum(axis=0)
-        x.data **= 2
-        squares = x.sum(axis=0)
-        return tuple(xp.asarray(v, dtype=xp.float64).ravel() for v in (total, squares))
-    x = dense_copy(block).astype(xp.float64)
-    if flavor == "seurat":
-        xp.expm1(x, out=x)
-    return x.sum(axis=0), (x * x).sum(axis=0)
-
-
-def _hvg_chunks(adata: AnnData, n_top_genes: int, flavor: str) -> None:
-    """Select genes as scanpy's ``"seurat"``/``"cell_ranger"`` do, for chunked ``X``.
-
-    Each gene's mean and variance come from sums added up where the chunks are (one pair of
-    vectors reaches this process); the dispersions and their normalisation within bins of mean
-    expression are computed here, on the genes, as scanpy does: the same columns of ``var``.
-    """
-    n = adata.n_obs
-    total, squares = sum_over_chunks(adata.X, functools.partial(_gene_moments_chunk, flavor=flavor))
-    mean = total / n
-    var = np.maximum(squares / n - mean**2, 0) * n / (n - 1)
-    for name, column in _dispersions(mean, var, n_top_genes, flavor).items():
-        adata.var[name] = column
-    adata.uns["hvg"] = {"flavor": flavor}
-
-
-def _dispersions(mean: np.ndarray, var: np.ndarray, n_top_genes: int, flavor: str):
-    """Dispersions, their normalised values and the top genes, from genes' means and variances.
-
-    scanpy's rules: dispersion = variance / mean (mean 0 taken as 1e-12); for ``"seurat"`` both on a
-    log scale and 20 equal bins of mean, each dispersion centred on its bin's mean and divided by
-    its standard deviation (a gene alone in its bin gets 1); for ``"cell_ranger"`` bins at the 10th,
-    15th, ... 100th percentiles of mean, the median and the median absolute deviation (scaled to a
-    normal's standard deviation). The ``n_top_genes`` highest normalised dispersions are kept.
-    """
-    import pandas as pd
-    from scipy.stats import norm
-
-    mean = mean.copy()
-    mean[mean == 0] = 1e-12
-    disp = var / mean
-    if flavor == "seurat":
-        disp[disp == 0] = np.nan
-        disp, mean = np.log(disp), np.log1p(mean)
-        bins = pd.cut(pd.Series(mean), bins=20)
-    else:
-        edges = np.r_[-np.inf, np.percentile(mean, np.arange(10, 105, 5)), np.inf]
-        bins = pd.cut(pd.Series(mean), bins=edges)
-    grouped = pd.Series(disp).groupby(bins, observed=True)
-    if flavor == "seurat":
-        avg, dev = grouped.mean(), grouped.std(ddof=1)
-        alone = dev.isna()
-        dev[alone], avg[alone] = avg[alone], 0
-    else:
-        avg = grouped.median()
-        dev = grouped.apply(lambda d: np.median(np.abs(d - np.median(d))) / norm.ppf(0.75))
-    where = bins.to_numpy()
-    disp_norm = (disp - avg.reindex(where).to_numpy()) / dev.reindex(where).to_numpy()
-    ranked = np.sort(disp_norm[~np.isnan(disp_norm)])[::-1]
-    cutoff = ranked[min(n_top_genes, ranked.size) - 1]
-    return {
-        "highly_variable": np.nan_to_num(disp_norm) >= cutoff,
-        "means": mean,
-        "dispersions": disp,
-        "dispersions_norm": disp_norm.astype(np.float32),
-    }
 
 
 @timed("regress out")
