@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -174,7 +175,7 @@ def _auc(score: np.ndarray, truth: np.ndarray) -> float:
     return float((r[truth].sum() - n1 * (n1 + 1) / 2) / (n1 * (len(truth) - n1)))
 
 
-def test_a_sample_too_small_for_scrublet_is_left_unscored(adata, caplog):
+def test_a_sample_too_small_for_scrublet_is_left_unscored(adata, caplog, tmp_path):
     """A sample of 20 cells (scanpy's and rapids-singlecell's Scrublet both fail on it: a PCA of 30
     components) is named in the log and left unscored; the other samples are scored as alone."""
     scp.pp.calculate_qc_metrics(adata)
@@ -193,8 +194,16 @@ def test_a_sample_too_small_for_scrublet_is_left_unscored(adata, caplog):
     )
     assert adata.obs["predicted_doublet"][~tiny].sum() > 0
     assert list(adata.uns["scrublet"]["batches"]) == ["big"]
-    scp.settings.figdir = None
-    scp.pl.doublets(adata)  # the plot shows the scored sample
+    scp.settings.figdir = tmp_path
+    scp.pl.doublets(adata)  # the plot shows the scored sample: one row of two panels
+    two_samples = adata.copy()
+    two_samples.uns["scrublet"]["batches"]["big2"] = two_samples.uns["scrublet"]["batches"]["big"]
+    two_samples.obs["sample"] = pd.Categorical(
+        np.where(np.arange(adata.n_obs) % 2 == 0, "big", "big2")
+    )
+    scp.pl.doublets(two_samples, name="two")
+    one, two = (plt.imread(tmp_path / f"{n}.png").shape for n in ("doublets", "two"))
+    assert one[1] == two[1] and 1.8 < two[0] / one[0] < 2.2, (one, two)
     n = adata.n_obs
     scp.pp.filter_doublets(adata)
     assert adata.n_obs == n - int(alone.obs["predicted_doublet"].sum())
