@@ -564,6 +564,10 @@ def run_playbook(
             pm.execute_notebook(
                 str(nb), str(partial), parameters=params, cwd=str(nb.parent), progress_bar=progress,
                 kernel_name=os.environ.get("SCPLAYBOOK_KERNEL", "python3"), log_output=False,
+                # the results are saved by the last cell: stop the kernel (and the processes it
+                # started, its process group) instead of asking it to exit and waiting: 1.16 ->
+                # 0.16 s after the last cell on the CPU demo
+                shutdown_kernel="immediate",
             )  # fmt: skip
     except BaseException as e:  # noqa: BLE001 - every failure is recorded, then re-raised below
         error = e
