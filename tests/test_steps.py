@@ -176,7 +176,9 @@ def test_umap_starts_from_the_graphs_first_two_pcs_and_keeps_types_apart(adata):
         pcs = adata.obsm[rep][:, :2] - adata.obsm[rep][:, :2].mean(axis=0)
         assert start.dtype == np.float32 and np.abs(start).max() == pytest.approx(10, abs=1e-3)
         np.testing.assert_allclose(start, pcs * 10 / np.abs(pcs).max(), atol=1e-3)
-    with pytest.raises(ParameterError, match="'pca', 'spectral', 'random' or a key of obsm"):
+    with pytest.raises(
+        ParameterError, match="'pca', 'spectral', 'random', 'paga' or a key of obsm"
+    ):
         scp.tl.umap(adata, init_pos="X_pca")  # 20 columns, not 2
     assert "X_umap" not in adata.obsm
     kept = {}
@@ -186,6 +188,10 @@ def test_umap_starts_from_the_graphs_first_two_pcs_and_keeps_types_apart(adata):
         kept[init] = neighbour_label_agreement(adata.obsm[f"X_umap_{init}"], adata.obs["cell_type"])
     # measured 0.949 (PCA start) and 0.948 (spectral) on the demo
     assert kept["pca"] >= 0.85 and kept["pca"] >= kept["spectral"] - 0.02, kept
+    scp.tl.paga(adata, groups="cell_type")
+    scp.pl.paga(adata)  # scanpy's PAGA start needs the positions its plot computes
+    scp.tl.umap(adata, init_pos="paga", key_added="X_umap_paga")
+    assert adata.obsm["X_umap_paga"].shape == (adata.n_obs, 2)
 
 
 def test_too_large_for_the_gpu_is_refused_before_moving(adata, monkeypatch):

@@ -50,7 +50,8 @@ def umap(
         How tightly points may pack (smaller: tighter clusters).
     init_pos
         Where the layout starts: ``"pca"`` (above), ``"spectral"`` (scanpy's default),
-        ``"random"``, or a key of ``obsm`` with two columns.
+        ``"random"``, ``"paga"`` (after :func:`scplaybook.tl.paga`), or a key of ``obsm`` with two
+        columns.
     random_state
         Seed.
 
@@ -78,13 +79,13 @@ def umap(
 
 def _start(adata: AnnData, key: str, init_pos: str, random_state: int):
     """UMAP's starting layout: ``init_pos`` as scanpy takes it, or the PCA start as an array."""
-    if init_pos in ("spectral", "random"):
+    if init_pos in ("spectral", "random", "paga"):
         return init_pos
     if init_pos != "pca":
         if init_pos not in adata.obsm or np.shape(adata.obsm[init_pos])[1:] != (2,):
             raise ParameterError(
-                f"init_pos={init_pos!r}: use 'pca', 'spectral', 'random' or a key of obsm with "
-                f"two columns (obsm has: {', '.join(adata.obsm) or 'nothing'})."
+                f"init_pos={init_pos!r}: use 'pca', 'spectral', 'random', 'paga' or a key of obsm "
+                f"with two columns (obsm has: {', '.join(adata.obsm) or 'nothing'})."
             )
         return init_pos
     rep = adata.uns[key].get("params", {}).get("use_rep") or "X_pca"
