@@ -75,9 +75,9 @@ def _subset_obs_directly(adata: AnnData, idx: np.ndarray) -> None:
     """Keep the cells ``idx`` of an AnnData without ``X`` or ``raw``, cutting each store once.
 
     AnnData's in-place subset builds a view, copies it, and checks that the kept names are still
-    unique (a subset of unique names is): 0.49-0.62 s for 1.3M cells on the development machine,
-    0.27-0.35 s on an H200 host (2026-11-24), against 0.11 s here. A step of this process that the
-    Dask workers cannot share.
+    unique (a subset of unique names is): 0.62 s for 1.3M cells on the development machine
+    (0.27-0.35 s on an H200 host, 2026-11-24), against 0.14-0.21 s here (BENCHMARKS.md). A step of
+    this process that the Dask workers cannot share.
     """
     uns = adata.uns
     obs = _frame_rows(adata.obs, idx, uns)
