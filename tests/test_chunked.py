@@ -37,6 +37,11 @@ def _count_gathers(dask_scheduler) -> None:
     dask_scheduler.handlers["gather"] = counted
 
 
+def _task_names(tasks: list[dict]) -> list[str]:
+    """What each task of a task stream ran: its key's name part (``'residual_chunk'``, ``'from'``...)."""
+    return [str(t["key"]).split("-")[0].strip("('\"") for t in tasks]
+
+
 def test_chunked_path_on_a_local_cluster_matches_in_memory(caplog):
     path = scp.datasets.demo_path()
     scp.set_backend("cpu")
@@ -53,11 +58,17 @@ def test_chunked_path_on_a_local_cluster_matches_in_memory(caplog):
             # QC read the chunks onto the workers, three each, in runs of cells, and there they stay
             held = client.who_has(chunked.X)
             assert sorted(Counter(w for (w,) in held.values()).values()) == [3, 3]
-            scp.pp.regress_out(chunked)
-            scp.pp.scale(chunked)
+            with get_task_stream(client) as steps:
+                scp.pp.regress_out(chunked)
+                scp.pp.scale(chunked)
             client.run_on_scheduler(_count_gathers)
             with get_task_stream(client) as stream:
                 scp.pp.pca(chunked, n_comps=20)
+            # every task computes: no alias tasks between a chunk and its readers (from_delayed
+            # and concatenate put two per chunk into every step)
+            names = Counter(_task_names(steps.data + stream.data))
+            assert not {"from", "concatenate"} & set(names), names
+            assert names["residual_chunk"] == names["scale_chunk"] == 6, names
             # PCA's covariance is summed on each worker first: one partial sum moves, not one per chunk
             moves = [s for t in stream.data for s in t["startstops"] if s["action"] == "transfer"]
             assert len(moves) == 1, moves
@@ -279,3 +290,72 @@ def test_cell_subset_of_chunked_data_equals_anndatas():
     assert (a.obsp["connectivities"] != expected.obsp["connectivities"]).nnz == 0
     assert (a.X.compute() != expected.X).nnz == 0
     assert (a.layers["counts"].compute() != expected.X).nnz == 0
+
+
+def test_rows_come_back_in_order_whatever_chunk_finishes_first():
+    """``compute_rows`` puts each chunk's rows in place as it arrives; the first chunk here last."""
+    import time
+
+    import dask
+    from distributed import Client, LocalCluster
+
+    from scplaybook._chunks import compute_rows
+
+    def block(i, n):
+        if i == 0:
+            time.sleep(0.5)
+        return np.full((n, 3), i, dtype=np.float32)
+
+    sizes = [4, 1, 3, 2]
+    with LocalCluster(n_workers=2, threads_per_worker=2, processes=False) as cluster:
+        with Client(cluster):
+            parts = [dask.delayed(block)(i, n) for i, n in enumerate(sizes)]
+            rows, total = compute_rows(parts, sizes, dask.delayed(sum)(sizes))
+    assert total == 10 and rows.dtype == np.float32 and rows.shape == (10, 3)
+    np.testing.assert_array_equal(rows[:, 0], np.repeat(np.arange(4), sizes))
+    rows, total = compute_rows(parts, sizes, dask.delayed(sum)(sizes))  # no client: the same
+    np.testing.assert_array_equal(rows[:, 0], np.repeat(np.arange(4), sizes))
+
+
+def test_pca_decomposed_on_a_worker_with_its_scores_in_the_same_submission(monkeypatch):
+    """The GPU route of chunked PCA (covariance decomposed where it is summed, the scores computed
+    from it in the same submission), run on CPU workers: the same PCA as decomposed here."""
+    from scplaybook.pp import _pca
+
+    path = scp.datasets.demo_path()
+    scp.set_backend("cpu")
+    client = scp.start_dask(2)
+    try:
+        adata = preprocess(scp.read(path, chunk_cells=1000), n_comps=None)
+        scp.pp.scale(adata)
+        here = scp.pp.pca(adata.copy(), n_comps=20).obsm["X_pca"]
+        monkeypatch.setattr(_pca, "on_gpu", lambda X: True)
+        with get_task_stream(client) as stream:
+            fused = scp.pp.pca(adata, n_comps=20)
+    finally:
+        client.close()
+        client.cluster.close()
+    np.testing.assert_allclose(fused.obsm["X_pca"], here, rtol=1e-4, atol=1e-4)
+    assert fused.obsm["X_pca"].dtype == np.float32 and fused.obsm["X_pca"].shape == here.shape
+    # one submission: the eigendecomposition's task, then the score tasks
+    names = _task_names(stream.data)
+    assert names.count("_sum_then") == 1 and names.count("_scores_of") == 6, names
+
+
+def test_chunks_read_onto_the_workers_are_not_read_again():
+    """QC reads the file's chunks onto the workers once; later steps use those, not the file."""
+    from scplaybook._chunks import source_of
+
+    scp.set_backend("cpu")
+    client = scp.start_dask(2)
+    try:
+        adata = scp.read(scp.datasets.demo_path(), chunk_cells=1000)
+        assert source_of(adata.X) is not None  # lazy: still on disk
+        scp.pp.calculate_qc_metrics(adata)
+        assert source_of(adata.X) is None  # on the workers now
+        with get_task_stream(client) as stream:
+            scp.pp.calculate_qc_metrics(adata)
+    finally:
+        client.close()
+        client.cluster.close()
+    assert not [t for t in stream.data if "read-rows" in str(t["key"])]

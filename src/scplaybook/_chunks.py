@@ -34,42 +34,63 @@ def _blocks(X) -> list:
     return list(X.to_delayed(optimize_graph=False).ravel())
 
 
-def _blocks_to_dask(blocks: list, n_cols: int, dtype, meta, *, spread: bool = False):
-    """One Dask array from ``(Delayed chunk, n_rows)`` pairs (empty chunks left out).
+def _chunk_array(
+    tasks: list, n_cols: int, dtype, meta, *, name: str | None = None, spread: bool = False
+):
+    """One Dask array whose row chunk ``i`` is ``fn(*args)`` for ``(fn, args, n_rows)`` in ``tasks``.
 
-    ``spread``: with a distributed client, compute the chunks now, in contiguous runs, one run per
-    worker (:func:`chunk_workers`), and wait for them; the later per-chunk tasks follow their
-    chunks, so each worker keeps working on its own run of cells.
+    ``args`` may hold Delayed chunks of other arrays; chunks of no rows are left out. Each task is
+    keyed as the array's chunk itself, ``(name, i, 0)`` (``name``: given, or new), so that no
+    alias task stands between a chunk and the steps that read it: chunks built with
+    ``from_delayed`` and ``concatenate`` cost two alias tasks per chunk in every later step (22
+    of the 55-125 tasks of a step over 11 chunks). ``spread``: see :func:`_place`.
+    """
+    import uuid
+
+    import dask
+    import dask.array as da
+
+    tasks = [(fn, args, int(n)) for fn, args, n in tasks if n]
+    if name is None:  # named after what it computes, as the dashboard's task stream shows it
+        fn = tasks[0][0] if tasks else _same
+        name = f"{getattr(fn, '__name__', 'chunk').strip('_')}-{uuid.uuid4().hex}"
+    graph: dict = {}
+    for i, (fn, args, _) in enumerate(tasks):
+        graph.update(
+            dask.delayed(fn, pure=True)(*args, dask_key_name=(name, i, 0)).__dask_graph__()
+        )
+    rows = tuple(n for _, _, n in tasks)
+    X = da.Array(graph, name, chunks=(rows, (n_cols,)), dtype=dtype, meta=meta)
+    return _place(X) if spread else X
+
+
+def _place(X):
+    """Compute ``X``'s chunks now over a distributed client's workers, in contiguous runs, and wait.
+
+    One run per worker (:func:`chunk_workers`); the later per-chunk tasks follow their chunks, so
+    each worker keeps working on its own run of cells. Returns ``X`` as it is without a client.
     """
     import dask.array as da
 
-    blocks = [(b, int(n)) for b, n in blocks if n]
-    client = distributed_client() if spread else None
-    if client is not None:
-        owners = chunk_workers(len(blocks))
-        placed = [b for b, _ in blocks]
-        for worker in dict.fromkeys(owners):
-            runs = [i for i, o in enumerate(owners) if o == worker]
-            # a preference, not a restriction: chunks of a worker that is lost are read again on
-            # another (a strict restriction left them waiting for it for ever)
-            done = client.persist(
-                [placed[i] for i in runs], workers=[worker], allow_other_workers=True
-            )
-            for i, d in zip(runs, done, strict=True):
-                placed[i] = d
-        blocks = [(d, n) for d, (_, n) in zip(placed, blocks, strict=True)]
-    parts = [da.from_delayed(b, shape=(n, n_cols), dtype=dtype, meta=meta) for b, n in blocks]
-    X = da.concatenate(parts, axis=0)
-    if client is not None:
-        _wait_on_workers(X)
-    return X
-
-
-def _wait_on_workers(X) -> None:
-    """Wait until the persisted chunks of ``X`` are computed (with a distributed client)."""
-    from distributed import futures_of, wait
-
-    wait(futures_of(X))
+    client = distributed_client()
+    if client is None:
+        return X
+    blocks = _blocks(X)
+    owners = chunk_workers(len(blocks))
+    placed: list = [None] * len(blocks)
+    for worker in dict.fromkeys(owners):
+        runs = [i for i, o in enumerate(owners) if o == worker]
+        # a preference, not a restriction: chunks of a worker that is lost are read again on
+        # another (a strict restriction left them waiting for it for ever)
+        done = client.persist([blocks[i] for i in runs], workers=[worker], allow_other_workers=True)
+        for i, d in zip(runs, done, strict=True):
+            placed[i] = d
+    graph: dict = {}
+    for d in placed:
+        graph.update(d.__dask_graph__())  # each chunk's own key, now a future
+    out = da.Array(graph, X.name, chunks=X.chunks, dtype=X.dtype, meta=X._meta)
+    wait_for(out)
+    return out
 
 
 def chunk_workers(n_chunks: int) -> list[str | None]:
@@ -125,10 +146,8 @@ def rows_to_dask(X, chunk_nnz: int, *, to_block: Callable | None = None, spread:
     ``X`` is a SciPy CSR matrix or a Dask array of them; ``to_block`` makes each chunk (for
     example the copy to the GPU). Chunks read from a ``.h5ad`` (:func:`h5ad_rows`) go from the
     file to the GPU directly when ``to_block`` is the copy to the GPU. ``spread``: computed now,
-    in runs over the workers of a distributed client (see :func:`_blocks_to_dask`).
+    in runs over the workers of a distributed client (see :func:`_place`).
     """
-    import dask
-
     if is_dask(X):
         src = source_of(X)
         if src is not None:
@@ -137,18 +156,18 @@ def rows_to_dask(X, chunk_nnz: int, *, to_block: Callable | None = None, spread:
                 nnz=src.nnz, check=src.check, spread=spread,
             )  # fmt: skip
         X = X.map_blocks(to_block, meta=_gpu_meta(X.dtype)) if to_block else X
-        return _blocks_to_dask(
-            [(b, n) for b, n in zip(_blocks(X), X.chunks[0], strict=True)],
-            X.shape[1], X.dtype, X._meta, spread=spread,
-        ) if spread else X  # fmt: skip
+        return _place(X) if spread else X
     bounds = row_bounds(np.asarray(X.indptr), chunk_nnz)
-    make = to_block or (lambda b: b)
+    make = to_block or _same
     meta = _gpu_meta(X.dtype) if to_block else X[:0]
-    blocks = [
-        (dask.delayed(make)(_row_block(X, s, e)), e - s)
-        for s, e in zip(bounds[:-1], bounds[1:], strict=True)
+    tasks = [
+        (make, (_row_block(X, s, e),), e - s) for s, e in zip(bounds[:-1], bounds[1:], strict=True)
     ]
-    return _blocks_to_dask(blocks, X.shape[1], X.dtype, meta, spread=spread)
+    return _chunk_array(tasks, X.shape[1], X.dtype, meta, spread=spread)
+
+
+def _same(block):
+    return block
 
 
 def on_gpu(X) -> bool:
@@ -193,9 +212,8 @@ def h5ad_rows(
 
     On the GPU each chunk is read through pinned buffers straight into GPU memory. With
     ``check``, each chunk's values are checked for counts as it is read. ``spread``: read now,
-    each worker of a distributed client its own run of chunks (see :func:`_blocks_to_dask`).
+    each worker of a distributed client its own run of chunks (see :func:`_place`).
     """
-    import dask
     from dask.base import tokenize
 
     if gpu:
@@ -204,20 +222,16 @@ def h5ad_rows(
         import scipy.sparse as sp
 
         meta = sp.csr_matrix((0, 0), dtype=np.float32)
-    # deterministic task names (see _SOURCES) that change when the file does
+    # a deterministic name (see _SOURCES) that changes when the file does
     stat = os.stat(path)
     version = (stat.st_size, stat.st_mtime_ns)
-    blocks = [
-        (
-            dask.delayed(read_rows)(
-                path, s, e, shape[1], gpu, check,
-                dask_key_name=f"read-rows-{tokenize(path, version, s, e, gpu, check)}",
-            ),
-            e - s,
-        )
+    tasks = [
+        (read_rows, (path, s, e, shape[1], gpu, check), e - s)
         for s, e in zip(bounds[:-1], bounds[1:], strict=True)
-    ]  # fmt: skip
-    X = _blocks_to_dask(blocks, shape[1], np.float32, meta, spread=spread)
+    ]
+    # read onto the workers (spread) is another array than the lazy one: source_of says "on disk"
+    name = f"read-rows-{tokenize(path, version, tuple(bounds), gpu, check, spread)}"
+    X = _chunk_array(tasks, shape[1], np.float32, meta, name=name, spread=spread)
     if not spread:
         _SOURCES[X.name] = H5Source(path, tuple(shape), nnz, tuple(bounds), chunked, check)
     return X
@@ -302,14 +316,12 @@ def _take_block(block, idx, axis: int):
 
 def take_rows(X, keep: np.ndarray):
     """Rows of a chunked ``X`` where the boolean ``keep`` is true (chunk by chunk)."""
-    import dask
-
     offsets = np.cumsum([0, *X.chunks[0]])
-    blocks = []
+    tasks = []
     for b, s, e in zip(_blocks(X), offsets[:-1], offsets[1:], strict=True):
         rows = np.flatnonzero(keep[s:e])
-        blocks.append((dask.delayed(_take_block)(b, rows, 0), rows.size))
-    return _blocks_to_dask(blocks, X.shape[1], X.dtype, X._meta)
+        tasks.append((_take_block, (b, rows, 0), rows.size))
+    return _chunk_array(tasks, X.shape[1], X.dtype, X._meta)
 
 
 def take_cols(X, cols: np.ndarray):
@@ -333,6 +345,39 @@ def gather(X):
 
         return sp.vstack(blocks, format="csr")
     return xp_of(blocks[0]).concatenate(blocks, axis=0)
+
+
+def compute_rows(parts: list, sizes, *others) -> tuple:
+    """Compute per-chunk row blocks into one host array, and the Delayed ``others``, in one go.
+
+    ``parts``: Delayed host arrays of consecutive rows, ``sizes[i]`` rows each (one per chunk,
+    in row order). With a distributed client all are submitted at once and each block is copied
+    into place as it arrives, while later chunks still compute (gathering them all at the end
+    and concatenating was most of PCA's 0.38 s share at 1.3M cells, BENCHMARKS.md). Returns the
+    rows, then the results of ``others``.
+    """
+    import dask
+
+    client = distributed_client()
+    if client is None:
+        done = dask.compute(*others, *parts)
+        return (np.concatenate(done[len(others) :], axis=0), *done[: len(others)])
+    from distributed import as_completed
+
+    offsets = np.cumsum([0, *sizes])
+    futures = client.compute([*others, *parts], optimize_graph=False)
+    where = {f.key: i for i, f in enumerate(futures)}
+    got: list = [None] * len(others)
+    rows = None
+    for future, value in as_completed(futures, with_results=True):
+        i = where[future.key] - len(others)
+        if i < 0:
+            got[i + len(others)] = value
+            continue
+        if rows is None:
+            rows = np.empty((int(offsets[-1]), *value.shape[1:]), dtype=value.dtype)
+        rows[offsets[i] : offsets[i + 1]] = value
+    return (rows, *got)
 
 
 def distributed_client():
@@ -450,30 +495,33 @@ def sum_over_chunks(X, part, *row_arrays) -> list[np.ndarray]:
     return list(total)
 
 
-def persist_chunks(X, blocks: list | None = None):
-    """Compute the chunks of ``X`` (or the Delayed ``blocks`` of its shape) and keep them.
+def persist_chunks(X, *, wait: bool = True):
+    """Compute the chunks of ``X`` and keep them (with a distributed client: on its workers).
 
-    With a distributed client they stay on the workers, and this waits for them, so that the step
-    that asked for them is the one timed for them. The tasks go as they are, without Dask's graph
-    optimisation, as every other computation on the chunks does: a key sent once optimised and once
-    not is two different tasks to the scheduler ("Detected different run_spec").
+    With a client this waits for them unless ``wait=False`` (see :func:`wait_for`), so that the
+    step that asked for them is the one timed for them. The tasks go as they are, without Dask's
+    graph optimisation, as every other computation on the chunks does: a key sent once optimised
+    and once not is two different tasks to the scheduler ("Detected different run_spec").
     """
     import dask
 
-    done = dask.persist(*(blocks if blocks is not None else _blocks(X)), optimize_graph=False)
-    meta = X._meta if blocks is None else xp_of(X._meta).empty((0, 0), dtype=np.float32)
-    dtype = X.dtype if blocks is None else np.float32
-    out = _blocks_to_dask(list(zip(done, X.chunks[0], strict=True)), X.shape[1], dtype, meta)
-    if distributed_client() is not None:
-        _wait_on_workers(out)
+    (out,) = dask.persist(X, optimize_graph=False)
+    if wait:
+        wait_for(out)
     return out
+
+
+def wait_for(X) -> None:
+    """Wait until the persisted chunks of ``X`` are computed (nothing to wait for without a client)."""
+    if distributed_client() is not None:
+        from distributed import futures_of, wait
+
+        wait(futures_of(X))
 
 
 def map_chunks(X, fn, *args, row_arrays=()):
     """``fn(chunk, *rows of row_arrays, *args)`` for every chunk, as a new (dense) chunked array."""
-    import dask
-
-    blocks = [
-        dask.delayed(fn)(b, *[a[s:e] for a in row_arrays], *args) for b, s, e in row_blocks(X)
-    ]
-    return persist_chunks(X, blocks)
+    tasks = [(fn, (b, *[a[s:e] for a in row_arrays], *args), e - s) for b, s, e in row_blocks(X)]
+    meta = xp_of(X._meta).empty((0, 0), dtype=np.float32)
+    n_cols = X.shape[1]
+    return persist_chunks(_chunk_array(tasks, n_cols, np.float32, meta))

@@ -32,6 +32,8 @@ def _subset(adata: AnnData, keep: np.ndarray, axis: int) -> None:
         return
     if _chunks.is_dask(X):
         new = _chunks.take_rows(X, keep) if axis == 0 else _chunks.take_cols(X, idx)
+        # computed from now on (on the workers, with a client) while this process cuts the rest
+        new = _chunks.persist_chunks(new, wait=False)
     else:
         from . import _gpu
 
@@ -44,6 +46,8 @@ def _subset(adata: AnnData, keep: np.ndarray, axis: int) -> None:
     else:
         inplace(idx)
     adata.X = new
+    if _chunks.is_dask(new):
+        _chunks.wait_for(new)  # the step that subsets is the one timed for it
 
 
 def _rows(v, idx: np.ndarray):
@@ -105,10 +109,13 @@ def _subset_var_keeping_obs(adata: AnnData, idx: np.ndarray) -> None:
 
 
 def subset_obs(adata: AnnData, keep: np.ndarray) -> None:
-    """Keep the cells where the boolean ``keep`` is true, in place."""
+    """Keep the cells where the boolean ``keep`` is true, in place (chunked ``X``: computed now)."""
     _subset(adata, keep, 0)
 
 
 def subset_var(adata: AnnData, keep: np.ndarray) -> None:
-    """Keep the genes where the boolean ``keep`` is true, in place (``raw`` is left as it is)."""
+    """Keep the genes where the boolean ``keep`` is true, in place (``raw`` is left as it is).
+
+    Chunked ``X`` is computed now, as for :func:`subset_obs`.
+    """
     _subset(adata, keep, 1)

@@ -10,12 +10,13 @@ import scipy.sparse as sp
 
 from .._backend import is_gpu_array
 from .._chunks import (
+    compute_rows,
     dense,
     dense_copy,
     distributed_client,
     gather,
     map_chunks,
-    persist_chunks,
+    row_blocks,
     sum_over_chunks,
     xp_of,
 )  # fmt: skip
@@ -50,9 +51,10 @@ def normalize_total(adata: AnnData, *, target_sum: float = 1e4) -> AnnData:
     """
     backend = dispatch(adata, "normalize_total", on="X")
     if backend.chunked:  # only the per-cell totals come back
-        totals = adata.X.map_blocks(
-            _row_totals, drop_axis=1, dtype=np.float64, meta=np.array((), dtype=np.float64)
-        ).compute()
+        import dask
+
+        parts = [dask.delayed(_row_totals)(b) for b, _, _ in row_blocks(adata.X)]
+        (totals,) = compute_rows(parts, adata.X.chunks[0])
     else:
         totals = _row_totals(adata.X)
     adata.obs["n_counts_before_normalize"] = totals
@@ -135,8 +137,8 @@ def highly_variable_genes(
                 "    X stays in row chunks across the Dask workers through PCA; it comes into this "
                 "process when differential expression needs it"
             )
-            # computed once (normalised, log, these genes); the next steps read it twice each
-            adata.X = persist_chunks(adata.X)
+            # computed once by subset_var (normalised, log, these genes); the next steps read it
+            # twice each
         elif chunked:  # reduced to the highly variable genes: one matrix from here on
             adata.X = gather(adata.X)
             import gc

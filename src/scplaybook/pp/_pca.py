@@ -8,6 +8,7 @@ import numpy as np
 
 from .._chunks import (
     all_to_host,
+    compute_rows,
     dense,
     host_array,
     on_gpu,
@@ -148,6 +149,11 @@ def _scores_chunk(block, mean, pcs):
     return host_array(project(dense(block), xp.asarray(mean), xp.asarray(pcs)))
 
 
+def _scores_of(block, comps: tuple):
+    mean, pcs = comps[:2]
+    return _scores_chunk(block, mean, pcs)
+
+
 def _components_host(sums: tuple, n: int, n_comps: int) -> tuple:
     xtx, total = sums
     return all_to_host(components(xtx, total, n, n_comps, xp_of(xtx)))
@@ -162,13 +168,14 @@ def _pca_chunks(X, n_comps: int):
     """
     import dask
 
-    if on_gpu(X):  # decomposed on a worker's GPU
-        (comps,) = dask.compute(
-            reduce_chunks(X, _gram_chunk, finish=_components_host, args=(X.shape[0], n_comps))
-        )
-        mean, pcs, var, ratio = comps
+    blocks = [b for b, _, _ in row_blocks(X)]
+    if on_gpu(X):  # decomposed on a worker's GPU; the scores follow in the same submission
+        comps = reduce_chunks(X, _gram_chunk, finish=_components_host, args=(X.shape[0], n_comps))
+        parts = [dask.delayed(_scores_of)(b, comps) for b in blocks]
+        scores, (mean, pcs, var, ratio) = compute_rows(parts, X.chunks[0], comps)
     else:  # here, where NumPy has all the cores (a CPU worker has one thread)
         xtx, total = sum_over_chunks(X, _gram_chunk)
         mean, pcs, var, ratio = components(xtx, total, X.shape[0], n_comps, np)
-    scores = dask.compute(*[dask.delayed(_scores_chunk)(b, mean, pcs) for b, _, _ in row_blocks(X)])
-    return np.concatenate(scores, axis=0), pcs, var, ratio
+        parts = [dask.delayed(_scores_chunk)(b, mean, pcs) for b in blocks]
+        (scores,) = compute_rows(parts, X.chunks[0])
+    return scores, pcs, var, ratio

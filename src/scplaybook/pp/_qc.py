@@ -9,10 +9,10 @@ import numpy as np
 from .._backend import is_gpu_array
 from .._chunks import (
     add_parts,
+    compute_rows,
     distributed_client,
     host_array,
     is_dask,
-    persist_chunks,
     row_blocks,
     run_totals,
     sum_over_chunks,
@@ -205,7 +205,7 @@ def filter_cells(
             f"{np.median(n_genes):.0f} (range {n_genes.min():.0f}-{n_genes.max():.0f}); a gene panel "
             "or shallow sequencing needs a lower min_genes, or qc_method='mad'."
         )
-    chunked = dispatch(adata, "filter_cells", on="X").chunked
+    dispatch(adata, "filter_cells", on="X")  # the backend for the timing table; checks X
     adata.uns["filter_cells"] = {
         "method": method,
         **used,
@@ -213,9 +213,7 @@ def filter_cells(
         "n_after": n_keep,
     }
     logger.info(f"    kept {n_keep} of {adata.n_obs} cells")
-    subset_obs(adata, mask)
-    if chunked:
-        adata.X = persist_chunks(adata.X)
+    subset_obs(adata, mask)  # chunked X: computed here
     return adata
 
 
@@ -234,7 +232,7 @@ def filter_genes(adata: AnnData, *, min_cells: int = 3) -> AnnData:
     -------
     ``adata``, subset in place, with ``var['n_cells']``.
     """
-    chunked = dispatch(adata, "filter_genes", on="X").chunked
+    dispatch(adata, "filter_genes", on="X")  # the backend for the timing table; checks X
     n_cells = cells_per_gene(adata.X)
     mask = n_cells >= min_cells
     if not mask.any():
@@ -243,9 +241,7 @@ def filter_genes(adata: AnnData, *, min_cells: int = 3) -> AnnData:
             f"is in {int(n_cells.max())} cells. Lower min_cells."
         )
     adata.var["n_cells"] = n_cells
-    subset_var(adata, mask)
-    if chunked:
-        adata.X = persist_chunks(adata.X)
+    subset_var(adata, mask)  # chunked X: computed here
     logger.info(f"    kept {int(mask.sum())} of {mask.size} genes")
     return adata
 
@@ -318,6 +314,5 @@ def qc_sums(X, sets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     parts = [dask.delayed(_qc_chunk, nout=2)(b, sets) for b, _, _ in row_blocks(X)]
     total = dask.delayed(add_parts)(*run_totals([genes for _, genes in parts]))
-    out = dask.compute(total, *[cells for cells, _ in parts])
-    (detected, gene_counts), cells = out[0], out[1:]
-    return np.concatenate(cells, axis=0), detected, gene_counts
+    cells, (detected, gene_counts) = compute_rows([c for c, _ in parts], X.chunks[0], total)
+    return cells, detected, gene_counts
