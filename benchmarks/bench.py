@@ -212,50 +212,56 @@ def ours(path: str, gpu: bool, clock: Clock, chunk_cells: int | None = None) -> 
 
 
 def notebook(path: str, gpu: bool, clock: Clock) -> None:
-    """The user's command end to end: ``python -m scplaybook run --data FILE`` as the runner does it.
+    """The user's command end to end: ``python -m scplaybook run --data FILE``, in its own process.
 
-    Steps are the notebook's code cells (papermill's durations), named by their section's header and
-    first ``scp`` call, the time before the first cell (kernel start, imports), and the runner's own work
-    after the kernel (report, checksums, zip). Returns no AnnData (the kernel held it).
+    The wall time runs from starting the command to its exit (the results folder complete).
+    Steps: the runner's start (Python, its imports, the parameters read) up to papermill's start,
+    the kernel's start up to the first cell, the notebook's code cells (papermill's durations),
+    named by their section's header and first ``scp`` call, papermill's saves between cells, the
+    kernel's stop after the last cell, and the runner's work after papermill (report, checksums,
+    zip). Returns no AnnData (the kernel held it).
     """
     import nbformat
 
-    import scplaybook as scp
     from scplaybook.runner import _run as runner
 
-    scp.set_backend("gpu" if gpu else "cpu")
-    t_start = time.time()
-    for name, label in (
-        ("_html", "report.html"),
-        ("write_checksums", "checksums"),
-        ("_zip", "zip"),
-    ):
-        fn = getattr(runner, name)
-
-        def timed(*a, _fn=fn, _label=label, **k):
-            with clock.step(_label):
-                return _fn(*a, **k)
-
-        setattr(runner, name, timed)
     out = Path(tempfile.mkdtemp(prefix="nb-run-"))
-    run_dir = runner.run_playbook(
-        data=path, out=out, params={"backend": "gpu" if gpu else "cpu"}, progress=False
-    )
+    cmd = [sys.executable, "-m", "scplaybook", "run", "--data", str(path), "--out", str(out),
+           "--param", f"backend={'gpu' if gpu else 'cpu'}"]  # fmt: skip
+    t_start = time.time()
+    done = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
+    clock.wall = time.time() - t_start
+    t_end = t_start + clock.wall
+    run_dir = Path(done.stdout.strip().splitlines()[-1])
     nb = nbformat.read(run_dir / runner.NOTEBOOK_NAME, as_version=4)
-    section, first = "parameters", None
+
+    def when(stamp: str) -> float:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+    section, spans = "parameters", []
+    steps: dict[str, float] = {}
     for cell in nb.cells:
         if cell.cell_type == "markdown" and cell.source.startswith("#"):
             section = re.split(r" — |, | \(", cell.source.splitlines()[0].lstrip("# "))[0][:36]
         meta = cell.metadata.get("papermill", {})
         if cell.cell_type != "code" or not meta.get("start_time"):
             continue
-        t0 = datetime.fromisoformat(meta["start_time"].replace("Z", "+00:00")).timestamp()
-        first = t0 if first is None else min(first, t0)
+        spans.append((when(meta["start_time"]), when(meta["end_time"])))
         call = re.search(r"\b(?:scp|run)\.[\w.]*\w", cell.source)  # a cell by its first call
         name = f"{section}: {call.group(0)}" if call else section
-        clock.steps[name] = clock.steps.get(name, 0.0) + meta["duration"]
-    after = {k: clock.steps.pop(k) for k in ("report.html", "checksums", "zip") if k in clock.steps}
-    clock.steps = {"before the first cell": (first or t_start) - t_start, **clock.steps, **after}
+        steps[name] = steps.get(name, 0.0) + meta["duration"]
+    pm = nb.metadata.papermill
+    pm_start, pm_end = when(pm["start_time"]), when(pm["end_time"])
+    clock.steps = {
+        "runner start (Python, imports)": pm_start - t_start,
+        "kernel start": spans[0][0] - pm_start,
+        **steps,
+        "between cells (papermill's saves)": sum(
+            b[0] - a[1] for a, b in zip(spans[:-1], spans[1:], strict=True)
+        ),
+        "kernel stop": pm_end - spans[-1][1],
+        "report, checksums, zip": t_end - pm_end,
+    }
     clock.size_gb = sum(f.stat().st_size for f in run_dir.rglob("*") if f.is_file()) / 1e9
     clock.sizes = {
         f.name: round(f.stat().st_size / 1e6, 1) for f in run_dir.iterdir() if f.is_file()
@@ -395,7 +401,7 @@ def worker(args) -> None:
                 adata = ours(args.data, args.gpu, clock, chunk_cells=args.chunk_cells)
         except StopPipeline:  # ours changes its AnnData in place
             adata = clock.adata
-    total = time.perf_counter() - t1
+    total = getattr(clock, "wall", None) or time.perf_counter() - t1  # notebook: the command's wall
     if tasks is not None:
         print(task_table(tasks.data, clock.spans))
     if client is not None:

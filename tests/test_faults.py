@@ -207,3 +207,49 @@ def test_checksums_cover_new_files_and_reuse_old(tmp_path, monkeypatch):
     assert scp.io.verify_checksum(tmp_path / "a.csv") and scp.io.verify_checksum(
         tmp_path / "b.html"
     )
+
+
+def test_the_notebook_is_saved_as_it_runs_but_not_at_every_cell(tmp_path, monkeypatch, recwarn):
+    """papermill saved the whole notebook at every cell's start and end (1.2-1.6 s of the demo on an
+    H200 host); the runner saves at its start, at most every SAVE_EVERY_S seconds, and at its end."""
+    import papermill.engines
+
+    from scplaybook.runner import _run
+
+    writes = []
+    real = papermill.engines.write_ipynb
+    monkeypatch.setattr(papermill.engines, "write_ipynb", lambda nb, path: (writes.append(path), real(nb, path)))  # fmt: skip
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(f"print('cell {i}')") for i in range(12)]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nbformat.write(nb, tmp_path / "many.ipynb")
+    monkeypatch.setattr(_run, "_html", lambda *a: None)
+    run = scp.runner.run_playbook(
+        notebook=tmp_path / "many.ipynb", out=tmp_path / "out", progress=False
+    )
+    assert 2 <= len(writes) <= 4, writes  # papermill's own: 2 + 2 per cell = 26
+    assert all(str(p).endswith(".ipynb") for p in writes)  # papermill warns the user of others
+    assert not [w for w in recwarn if "does not end in one of" in str(w.message)]
+    done = nbformat.read(run / _run.NOTEBOOK_NAME, as_version=4)
+    printed = [o["text"] for c in done.cells for o in c.get("outputs", [])]  # after the injected
+    assert printed == [f"cell {i}\n" for i in range(12)]  # parameters: every cell's, in order
+
+
+def test_a_dying_kernel_keeps_the_cells_before_it(tmp_path):
+    from scplaybook._cli import main
+
+    nb = _tiny_notebook(tmp_path / "die.ipynb", "print('before the end')")
+    book = nbformat.read(nb, as_version=4)
+    book.cells.append(
+        nbformat.v4.new_code_cell("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
+    )
+    nbformat.write(book, nb)
+    assert main(["run", "--notebook", str(nb), "--out", str(tmp_path / "out")]) == 3
+    (run,) = (tmp_path / "out").iterdir()
+    kept = nbformat.read(run / "scRNA_analysis_preprocessing.ipynb", as_version=4)
+    printed = [o.get("text") for c in kept.cells for o in c.get("outputs", [])]
+    assert "before the end\n" in printed
