@@ -215,11 +215,12 @@ def notebook(path: str, gpu: bool, clock: Clock) -> None:
     """The user's command end to end: ``python -m scplaybook run --data FILE``, in its own process.
 
     The wall time runs from starting the command to its exit (the results folder complete).
-    Steps: the runner's start (Python, its imports, the parameters read) up to papermill's start,
-    the kernel's start up to the first cell, the notebook's code cells (papermill's durations),
-    named by their section's header and first ``scp`` call, papermill's saves between cells, the
-    kernel's stop after the last cell, and the runner's work after papermill (report, checksums,
-    zip). Returns no AnnData (the kernel held it).
+    Steps: the runner's start (Python, its imports, the parameters read; the kernel, started
+    first, boots meanwhile) up to papermill's start, the rest of the kernel's start up to the first
+    cell, the notebook's code cells (papermill's durations), named by their section's header and
+    first ``scp`` call, papermill's saves between cells, papermill's end after the last cell, and
+    the runner's work after papermill (report, checksums, zip, while the kernel is stopped).
+    Returns no AnnData (the kernel held it).
     """
     import nbformat
 
@@ -253,13 +254,13 @@ def notebook(path: str, gpu: bool, clock: Clock) -> None:
     pm = nb.metadata.papermill
     pm_start, pm_end = when(pm["start_time"]), when(pm["end_time"])
     clock.steps = {
-        "runner start (Python, imports)": pm_start - t_start,
-        "kernel start": spans[0][0] - pm_start,
+        "runner start (Python, imports; kernel booting)": pm_start - t_start,
+        "kernel start (the rest)": spans[0][0] - pm_start,
         **steps,
         "between cells (papermill's saves)": sum(
             b[0] - a[1] for a, b in zip(spans[:-1], spans[1:], strict=True)
         ),
-        "kernel stop": pm_end - spans[-1][1],
+        "papermill's end": pm_end - spans[-1][1],
         "report, checksums, zip": t_end - pm_end,
     }
     clock.size_gb = sum(f.stat().st_size for f in run_dir.rglob("*") if f.is_file()) / 1e9

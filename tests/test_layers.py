@@ -16,7 +16,7 @@ LAYERS = [
     {"_errors", "_settings", "_counts"},  # facts every module may use
     {"_backend", "_timing", "_gpu"},  # which backend, timing, GPU kernels and memory
     {"_chunks", "_subset", "_dispatch"},  # chunk machinery, subsets, the backend dispatch
-    {"io", "get", "datasets"},  # reading, writing, moving data between host and GPU
+    {"io", "get", "datasets", "_figures"},  # reading, writing, host <-> GPU, figures to PNG
     {"pp", "tl", "pl"},  # the analysis steps, each with its in-memory, chunked and CPU variants
     {"_warmup", "_recipe", "_session"},  # the recipe, the session (backend, Dask), warm-up
     {"runner", "_cli", "__main__", ""},  # the runner, the command line, the package itself

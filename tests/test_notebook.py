@@ -138,6 +138,29 @@ def test_a_second_run_never_touches_the_first(run_dir, tmp_path):
     assert [p for p in run_dir.parent.iterdir() if p.is_dir()] == [run_dir]
 
 
+def test_a_refused_parameter_leaves_no_kernel_behind(tmp_path):
+    """The kernel boots while the runner checks the parameters: a refused one stops it."""
+    import os
+
+    def kernels() -> set[str]:
+        found = set()
+        for d in Path("/proc").iterdir():
+            try:
+                state, ppid = (d / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+                cmd = (d / "cmdline").read_bytes()
+            except (OSError, ValueError):
+                continue
+            if ppid == str(os.getpid()) and state != "Z" and b"ipykernel" in cmd:
+                found.add(d.name)
+        return found
+
+    before = kernels()
+    with pytest.raises(scp.ParameterError, match="n_neighbours"):
+        scp.runner.run_playbook(out=tmp_path, params={"n_neighbours": 10})
+    assert kernels() == before
+    assert not list(tmp_path.iterdir())  # no run folder either
+
+
 def test_failed_cell_marks_run_failed(tmp_path, capsys):
     code = main(["run", "--out", str(tmp_path), "--param", "batch_key=donor"])
     assert code == 1

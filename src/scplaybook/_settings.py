@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,11 +33,16 @@ class Settings:
         Folder where every plot is also saved as PNG; ``None`` saves nothing.
     timings
         One record per timed step, in the order the steps ran.
+    figure_workers
+        Processes that draw a notebook's figures while the analysis goes on (default: half the
+        CPU cores, at most 4; ``SCPLAYBOOK_FIGURE_WORKERS`` sets it); ``0`` draws them in the
+        kernel. Outside a notebook figures are always drawn in the calling process.
     """
 
     backend: Backend = "auto"
     figdir: Path | None = None
     timings: list[dict] = field(default_factory=list)
+    figure_workers: int = field(default_factory=lambda: _default_figure_workers())
 
     def set_figdir(self, path: str | Path | None) -> None:
         """Save later plots as PNG under ``path`` (created when missing)."""
@@ -45,6 +51,14 @@ class Settings:
             return
         self.figdir = Path(path)
         self.figdir.mkdir(parents=True, exist_ok=True)
+
+
+def _default_figure_workers() -> int:
+    env = os.environ.get("SCPLAYBOOK_FIGURE_WORKERS")
+    if env is not None:
+        return max(0, int(env))
+    cores = os.cpu_count() or 1
+    return min(4, cores // 2)
 
 
 settings = Settings()

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import functools
 import inspect
-import io
 from typing import TYPE_CHECKING
 
-import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from .. import _figures
 from .._backend import is_gpu_array
 from .._dispatch import host
 from .._settings import settings
@@ -41,20 +40,22 @@ def _timed_plot[**P](func: Callable[P, None]) -> Callable[P, None]:
 def _finish(fig: Figure, name: str, note: str = "") -> None:
     """Save ``fig`` as ``figdir/NAME.png`` and show it; in a notebook the saved PNG is shown.
 
-    Drawing is what a plot of many cells costs: the notebook shows the picture just saved
-    instead of drawing the figure a second time for its output.
+    Drawing is what a plot of many cells costs: in a notebook a worker process draws the figure
+    while the analysis goes on (:mod:`scplaybook._figures`); elsewhere it is drawn here, once, and
+    the notebook shows the picture just saved instead of drawing the figure a second time.
     """
     if note:  # under the figure, e.g. how many cells a scatter plot draws
         fig.text(0.01, 0.0, note, fontsize=8, ha="left", va="top", color="0.35")
+    if settings.figdir is not None and _figures.submit(fig, settings.figdir / f"{name}.png", name):
+        plt.close(fig)
+        return
     png = None
     if settings.figdir is not None:
         from ..io._write import atomic_write
 
-        buf = io.BytesIO()
-        fig.savefig(buf, dpi=100, bbox_inches="tight", format="png")
-        png = buf.getvalue()
+        png = _figures.render(fig)
         atomic_write(settings.figdir / f"{name}.png", lambda p: p.write_bytes(png))
-    if png is not None and "inline" in matplotlib.get_backend():
+    if png is not None and _figures.in_notebook():
         from IPython.display import Image, display
 
         display(Image(data=png))
@@ -91,7 +92,9 @@ def qc(
     rows, note = _sample(adata.n_obs, MAX_CELLS_DRAWN if max_cells is None else max_cells)
     qc_cols = ["n_genes_by_counts", "total_counts", "pct_counts_mt"]
     drawn = adata.obs[qc_cols].iloc[rows]  # the same distributions as all cells, drawn fast
-    fig, axes = plt.subplots(1, 5, figsize=(20, 3.8))
+    # laid out when drawn (by a worker in a notebook), not here: the text extents that the layout
+    # needs were most of this figure's cost in the kernel
+    fig, axes = plt.subplots(1, 5, figsize=(20, 3.8), layout="constrained")
     for ax, col in zip(axes[:3], qc_cols, strict=True):
         v = drawn[col].to_numpy(dtype=float)
         ax.violinplot(v, showmedians=True)
@@ -118,7 +121,6 @@ def qc(
         for c in cuts:
             if c is not None:
                 ax.axhline(c, ls="--", c="tab:red", lw=1)
-    fig.tight_layout()
     _finish(fig, name, note)
 
 
@@ -453,7 +455,9 @@ def doublets(adata: AnnData, *, name: str = "doublets") -> None:
     else:
         rows = [("", scores, uns["doublet_scores_sim"], uns.get("threshold"))]
     rows = [r for r in rows if np.isfinite(r[1]).any()]  # samples too small to score: not drawn
-    fig, axes = plt.subplots(len(rows), 2, figsize=(8, 3 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(rows), 2, figsize=(8, 3 * len(rows)), squeeze=False, layout="constrained"
+    )
     edges = np.linspace(0, 1, 50)
     for (suffix, observed, simulated, threshold), pair in zip(rows, axes, strict=True):
         for ax, values, what, scale in (
@@ -466,7 +470,6 @@ def doublets(adata: AnnData, *, name: str = "doublets") -> None:
             if threshold is not None:
                 ax.axvline(threshold, c="black", lw=1)
             ax.set(title=what + suffix, xlabel="Doublet score", ylabel="Prob. density")
-    fig.tight_layout()
     _finish(fig, name)
 
 
@@ -501,3 +504,4 @@ def timings(*, name: str = "timings") -> None:
     )
     ax.set(xlabel="seconds", title=f"step timings (total {df['seconds'].sum():.1f} s)")
     _finish(fig, name)
+    _figures.wait()  # the last plot of a run: every figure is in the notebook when its cell ends

@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import random
+import threading
 import traceback
 import zipfile
 from datetime import datetime, timedelta
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .. import _figures
 from .._backend import gpu_name, is_gpu_array
 from .._dispatch import host
 from .._errors import ParameterError, PlaybookError
@@ -121,6 +123,7 @@ class Run:
         np.random.seed(seed)
         settings.set_figdir(path / "figures")
         settings.timings.clear()
+        _figures.start()
         if backend == "gpu":
             _say_if_first_compile()
         logger.info(
@@ -241,6 +244,7 @@ class Run:
         """
         from ..get import timings, to_cpu
 
+        _figures.wait()  # every figure written before the checksums, and in the notebook
         hvg = _raw_columns_on_gpu(adata)  # before to_cpu: only these columns need slicing
         hvg_counts = None
         if hvg is not None:  # their counts too, on the GPU (1 s for 100M values on the host)
@@ -568,8 +572,6 @@ class _ReportWarmup:
     """
 
     def __init__(self) -> None:
-        import threading
-
         self.exporter: Any = None
         self._thread = threading.Thread(target=self._warm, name="report-warmup", daemon=True)
         self._thread.start()
@@ -640,8 +642,6 @@ def run_playbook(
     RunFailed
         The notebook failed; the partial folder is kept, marked failed, with ``error.txt``.
     """
-    pm = _papermill()
-    _register_engine()
     nb = Path(notebook) if notebook else default_notebook()
     if not nb.exists():
         raise PlaybookError(
@@ -650,14 +650,23 @@ def run_playbook(
     params = dict(params or {})
     if data is not None:
         params["data_path"] = str(Path(data).expanduser().resolve())
-    known = notebook_parameters(nb)
-    unknown = sorted(set(params) - set(known))
-    if unknown:
-        raise ParameterError(
-            f"unknown parameter(s) {', '.join(unknown)}; the notebook takes: {', '.join(known)}."
-        )
     if params.get("data_path") and not Path(params["data_path"]).exists():
         raise ParameterError(f"--data {params['data_path']} does not exist.")
+    # the kernel boots while this process imports papermill and checks the parameters
+    kernel = _Kernel(os.environ.get("SCPLAYBOOK_KERNEL", "python3"), cwd=nb.parent)
+    try:
+        pm = _papermill()
+        _register_engine()
+        known = notebook_parameters(nb)
+        unknown = sorted(set(params) - set(known))
+        if unknown:
+            raise ParameterError(
+                f"unknown parameter(s) {', '.join(unknown)}; the notebook takes: "
+                f"{', '.join(known)}."
+            )
+    except BaseException:
+        kernel.stop()
+        raise
     run_dir = new_run_dir(out)
     params["output_dir"] = str(run_dir.resolve())
     _mark(run_dir, "running")
@@ -669,17 +678,15 @@ def run_playbook(
     error: BaseException | None = None
     report = _ReportWarmup()
     try:
-        with _inline_plots():
-            pm.execute_notebook(
-                str(nb), str(partial), parameters=params, cwd=str(nb.parent), progress_bar=progress,
-                kernel_name=os.environ.get("SCPLAYBOOK_KERNEL", "python3"), log_output=False,
-                # the results are saved by the last cell: stop the kernel (and the processes it
-                # started, its process group) instead of asking it to exit and waiting: 1.16 ->
-                # 0.16 s after the last cell on the CPU demo
-                shutdown_kernel="immediate", engine_name=_ENGINE,
-            )  # fmt: skip
+        pm.execute_notebook(
+            str(nb), str(partial), parameters=params, cwd=str(nb.parent), progress_bar=progress,
+            kernel_name=kernel.name, log_output=False, km=kernel.manager, engine_name=_ENGINE,
+        )  # fmt: skip
     except BaseException as e:  # noqa: BLE001 - every failure is recorded, then re-raised below
         error = e
+    # the results are saved by the last cell: the kernel (and the processes it started, its
+    # process group) is killed rather than asked to exit, while the report is made
+    stopping = kernel.stop(wait=False)
     if partial.exists():
         os.replace(partial, executed)
     if executed.exists():
@@ -687,6 +694,7 @@ def run_playbook(
             _html(executed, run_dir / "report.html", report.get())
         except Exception as e:  # noqa: BLE001 - a report failure must not hide the run's own result
             logger.warning(f"could not write report.html: {e}")
+    stopping.join()
     if error is None:
         write_checksums(run_dir)
         _mark(run_dir, "succeeded")
@@ -707,6 +715,42 @@ def run_playbook(
     raise RunFailed(
         f"run failed: {msg}\nPartial results are kept in {run_dir} (see error.txt).", run_dir, code
     ) from error
+
+
+class _Kernel:
+    """The notebook's kernel, started before papermill is imported (it boots meanwhile).
+
+    Started as nbclient starts one (IPython history in memory) and given to papermill, which
+    then leaves stopping it to :meth:`stop`.
+    """
+
+    def __init__(self, name: str, *, cwd: Path):
+        import asyncio
+
+        from jupyter_client.manager import AsyncKernelManager
+
+        self.name = name
+        self.manager = AsyncKernelManager(kernel_name=name)
+        with _inline_plots():
+            asyncio.run(
+                self.manager.start_kernel(
+                    cwd=str(cwd), extra_arguments=["--HistoryManager.hist_file=:memory:"]
+                )
+            )
+
+    def stop(self, *, wait: bool = True) -> threading.Thread:
+        """Kill the kernel and its process group (in a thread unless ``wait``)."""
+        import asyncio
+
+        def kill() -> None:
+            with contextlib.suppress(Exception):  # gone already
+                asyncio.run(self.manager.shutdown_kernel(now=True))
+
+        thread = threading.Thread(target=kill, name="kernel-stop", daemon=True)
+        thread.start()
+        if wait:
+            thread.join()
+        return thread
 
 
 @contextlib.contextmanager
