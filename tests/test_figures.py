@@ -119,3 +119,34 @@ def test_outside_a_notebook_figures_are_drawn_in_place(tmp_path):
         scp.settings.set_figdir(None)
     assert (tmp_path / "here.png").read_bytes()[:4] == b"\x89PNG"
     assert not _figures._pending and _figures._pool is None
+
+
+def test_a_person_watching_sees_the_picture_without_running_another_cell(tmp_path):
+    """JupyterLab gets the picture as a display update when the worker is done, after the cell
+    ended (what a person running one cell sees), not only when a later cell runs."""
+    from jupyter_client.manager import start_new_kernel
+
+    env = {**os.environ, "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    km, kc = start_new_kernel(kernel_name="python3", env=env)
+    try:
+        seen = []
+        for code in (SETUP.format(figdir=str(tmp_path)), "figure('watched', 300_000)"):
+            reply = kc.execute_interactive(code, output_hook=seen.append, timeout=120)
+            assert reply["content"]["status"] == "ok", reply["content"]
+        shown = [m for m in seen if m["msg_type"] == "display_data"]
+        display_id = shown[-1]["content"]["transient"]["display_id"]
+        assert "drawing figures/watched.png" in shown[-1]["content"]["data"]["text/plain"]
+        # 300,000 points take the worker far longer to draw than the cell takes to end
+        updates = [m for m in seen if m["msg_type"] == "update_display_data"]
+        assert not updates
+        while not updates:  # the cell is over: its picture still comes
+            m = kc.get_iopub_msg(timeout=120)
+            if m["msg_type"] == "update_display_data":
+                updates.append(m)
+        content = updates[0]["content"]
+        assert content["transient"]["display_id"] == display_id
+        png = base64.b64decode(content["data"]["image/png"])
+        assert png == (tmp_path / "watched.png").read_bytes()
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
