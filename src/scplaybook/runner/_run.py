@@ -244,7 +244,6 @@ class Run:
         """
         from ..get import timings, to_cpu
 
-        _figures.wait()  # every figure written before the checksums, and in the notebook
         hvg = _raw_columns_on_gpu(adata)  # before to_cpu: only these columns need slicing
         hvg_counts = None
         if hvg is not None:  # their counts too, on the GPU (1 s for 100M values on the host)
@@ -265,9 +264,6 @@ class Run:
                 counts = self._input_counts(adata)
             if counts is not None:
                 saved.layers["counts"] = adata.layers["counts"] = _smallest_uint(counts)
-        atomic_write_text(
-            self.path / "timings.json", json.dumps(timings().to_dict(orient="records"), indent=1)
-        )
         src, digest = self._input_hash(adata)
         prov = {
             "created": datetime.now().isoformat(timespec="seconds"),
@@ -283,6 +279,12 @@ class Run:
         }
         atomic_write_text(self.path / "provenance.json", json.dumps(prov, indent=1, default=str))
         atomic_write_h5ad(saved, self.path / "adata.h5ad")
+        # the last figures were drawn meanwhile: all of them are in the notebook and in figures/
+        # before the timing table (which has the wait) and the checksums
+        _figures.wait()
+        atomic_write_text(
+            self.path / "timings.json", json.dumps(timings().to_dict(orient="records"), indent=1)
+        )
         write_checksums(self.path)
         logger.info(f"results saved in {self.path}")
 
