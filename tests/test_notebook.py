@@ -165,6 +165,31 @@ def test_a_refused_parameter_leaves_no_kernel_behind(tmp_path):
     assert not list(tmp_path.iterdir())  # no run folder either
 
 
+def test_the_runner_works_inside_a_running_event_loop(tmp_path):
+    """``run_playbook`` called from a Jupyter cell (an asyncio loop is running there) starts its
+    kernel as nbclient does, not with ``asyncio.run``, which refuses a running loop."""
+    import asyncio
+
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)")])
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    path = tmp_path / "tiny.ipynb"
+    nbformat.write(nb, path)
+
+    async def from_a_cell():
+        return scp.runner.run_playbook(notebook=path, out=tmp_path / "out", progress=False)
+
+    run = asyncio.run(from_a_cell())
+    assert (run / "STATUS").read_text().startswith("succeeded")
+    cell = nbformat.read(run / "scRNA_analysis_preprocessing.ipynb", as_version=4).cells[-1]
+    assert cell.outputs[0]["text"] == "42\n"
+
+
 def test_failed_cell_marks_run_failed(tmp_path, capsys):
     code = main(["run", "--out", str(tmp_path), "--param", "batch_key=donor"])
     assert code == 1

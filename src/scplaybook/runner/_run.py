@@ -727,26 +727,23 @@ class _Kernel:
     """
 
     def __init__(self, name: str, *, cwd: Path):
-        import asyncio
-
         from jupyter_client.manager import AsyncKernelManager
+        from jupyter_core.utils import run_sync  # nbclient's: also inside a running event loop
 
         self.name = name
         self.manager = AsyncKernelManager(kernel_name=name)
         with _inline_plots():
-            asyncio.run(
-                self.manager.start_kernel(
-                    cwd=str(cwd), extra_arguments=["--HistoryManager.hist_file=:memory:"]
-                )
+            run_sync(self.manager.start_kernel)(
+                cwd=str(cwd), extra_arguments=["--HistoryManager.hist_file=:memory:"]
             )
 
     def stop(self, *, wait: bool = True) -> threading.Thread:
         """Kill the kernel and its process group (in a thread unless ``wait``)."""
-        import asyncio
+        from jupyter_core.utils import run_sync
 
         def kill() -> None:
             with contextlib.suppress(Exception):  # gone already
-                asyncio.run(self.manager.shutdown_kernel(now=True))
+                run_sync(self.manager.shutdown_kernel)(now=True)
 
         thread = threading.Thread(target=kill, name="kernel-stop", daemon=True)
         thread.start()
