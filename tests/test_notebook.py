@@ -165,6 +165,21 @@ def test_a_refused_parameter_leaves_no_kernel_behind(tmp_path):
     assert not list(tmp_path.iterdir())  # no run folder either
 
 
+def _one_cell_notebook(folder, source: str):
+    """Write a notebook of one code cell for the Python 3 kernel; return its path."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    path = folder / "tiny.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
 def test_the_runner_works_inside_a_running_event_loop(tmp_path):
     """``run_playbook`` called from a Jupyter cell (an asyncio loop is running there) starts its
     kernel as nbclient does, not with ``asyncio.run``, which refuses a running loop."""
@@ -172,14 +187,7 @@ def test_the_runner_works_inside_a_running_event_loop(tmp_path):
 
     import nbformat
 
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)")])
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    path = tmp_path / "tiny.ipynb"
-    nbformat.write(nb, path)
+    path = _one_cell_notebook(tmp_path, "print(6 * 7)")
 
     async def from_a_cell():
         return scp.runner.run_playbook(notebook=path, out=tmp_path / "out", progress=False)
@@ -339,14 +347,7 @@ from pathlib import Path
 proc = subprocess.Popen(["sleep", "120"])  # as a Dask worker or a warm-up process would be
 Path({str(child)!r}).write_text(str(proc.pid))
 threading.Thread(target=time.sleep, args=(60,)).start()  # a kernel slow to exit"""
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    path = tmp_path / "tiny.ipynb"
-    nbformat.write(nb, path)
+    path = _one_cell_notebook(tmp_path, source)
     monkeypatch.setattr(_run, "_html", lambda *a: None)  # the report is not what is timed here
     run = scp.runner.run_playbook(notebook=path, out=tmp_path / "out", progress=False)
     done = time.time()
