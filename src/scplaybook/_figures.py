@@ -11,8 +11,9 @@ the kernel's main thread (what a headless run records); :func:`wait` waits for a
 results and its notebook are complete. A figure that cannot be pickled, or whose worker fails
 (killed, say), is drawn in the kernel: no figure is lost.
 
-``settings.figure_workers = 0`` (or ``SCPLAYBOOK_FIGURE_WORKERS=0``) draws every figure in the
-kernel, one after the other, as before.
+``settings.figure_workers`` sets the number of workers: by default a quarter of the cores, at most
+4, and none below 4 cores (there the CPU steps need every core); ``0`` (or
+``SCPLAYBOOK_FIGURE_WORKERS=0``) draws every figure in the kernel, one after the other, as before.
 """
 
 from __future__ import annotations
