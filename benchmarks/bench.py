@@ -430,13 +430,25 @@ def worker(args) -> None:
 
 
 def run_one(
-    pipeline: str, data: Path, gpu: bool, cache: Path, out: Path, timeout: float, extra=()
+    pipeline: str,
+    data: Path,
+    gpu: bool,
+    cache: Path,
+    out: Path,
+    timeout: float,
+    extra=(),
+    *,
+    own_numba_cache: bool = True,
 ) -> dict | None:
-    env = {
-        **os.environ,
-        "CUPY_CACHE_DIR": str(cache / "cupy"),
-        "NUMBA_CACHE_DIR": str(cache / "numba"),
-    }
+    """Run one pipeline in its own process with the kernel caches under ``cache``.
+
+    ``own_numba_cache=False`` (``--smoke``) leaves numba's cache where the caller has it: a smoke
+    run checks the machinery, and compiling the CPU steps' numba functions again in every run
+    (UMAP's and pynndescent's above all) was most of its time.
+    """
+    env = {**os.environ, "CUPY_CACHE_DIR": str(cache / "cupy")}
+    if own_numba_cache:
+        env["NUMBA_CACHE_DIR"] = str(cache / "numba")
     js = out / f"{pipeline}-{time.time_ns()}.json"
     cmd = (
         [
@@ -575,11 +587,16 @@ def main() -> None:
         else:
             cache = Path(tempfile.mkdtemp(prefix=f"cache-{pipe}-"))
         warm_already = any(cache.rglob("*"))
-        cold = None if warm_already else run_one(pipe, data, gpu, cache, args.out, args.cap, extra)
+        own = not args.smoke
+        cold = (
+            None
+            if warm_already
+            else run_one(pipe, data, gpu, cache, args.out, args.cap, extra, own_numba_cache=own)
+        )
         warm = [
             r
             for r in (
-                run_one(pipe, data, gpu, cache, args.out, args.cap, extra)
+                run_one(pipe, data, gpu, cache, args.out, args.cap, extra, own_numba_cache=own)
                 for _ in range(args.repeats)
             )
             if r
