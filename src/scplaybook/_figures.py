@@ -61,18 +61,24 @@ def render(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
+def save(fig: Figure, path: str | Path) -> bytes:
+    """Draw ``fig``, write it to ``path`` as PNG (atomically) and return the PNG."""
+    from .io._write import atomic_write
+
+    png = render(fig)
+    atomic_write(path, lambda p: p.write_bytes(png))
+    return png
+
+
 def _draw(data: bytes, path: str) -> tuple[bytes, int]:
     """Unpickle a figure, draw it and write ``path``; return the PNG and this process's id."""
     import matplotlib.pyplot as plt
 
-    from .io._write import atomic_write
-
     fig = pickle.loads(data)  # pickled by this package's own kernel, just now
     try:
-        png = render(fig)
+        png = save(fig, path)
     finally:
         plt.close(fig)  # an unpickled figure joins pyplot's: the inline backend would show it again
-    atomic_write(path, lambda p: p.write_bytes(png))
     return png, os.getpid()
 
 

@@ -20,6 +20,15 @@ if not logger.handlers:
     logger.propagate = False
 
 
+def _default_figure_workers() -> int:
+    env = os.environ.get("SCPLAYBOOK_FIGURE_WORKERS")
+    if env is not None:
+        return max(0, int(env))
+    # the CPU demo on 2 cores: the plots in the kernel 11.9 -> 3.8 s, but the CPU steps beside the
+    # worker were as much slower (neighbours, t-SNE and Scrublet use every core)
+    return min(4, (os.cpu_count() or 1) // 4)
+
+
 @dataclass
 class Settings:
     """Settings shared by every step of a session.
@@ -43,7 +52,7 @@ class Settings:
     backend: Backend = "auto"
     figdir: Path | None = None
     timings: list[dict] = field(default_factory=list)
-    figure_workers: int = field(default_factory=lambda: _default_figure_workers())
+    figure_workers: int = field(default_factory=_default_figure_workers)
 
     def set_figdir(self, path: str | Path | None) -> None:
         """Save later plots as PNG under ``path`` (created when missing)."""
@@ -52,15 +61,6 @@ class Settings:
             return
         self.figdir = Path(path)
         self.figdir.mkdir(parents=True, exist_ok=True)
-
-
-def _default_figure_workers() -> int:
-    env = os.environ.get("SCPLAYBOOK_FIGURE_WORKERS")
-    if env is not None:
-        return max(0, int(env))
-    # the CPU demo on 2 cores: the plots in the kernel 11.9 -> 3.8 s, but the CPU steps beside the
-    # worker were as much slower (neighbours, t-SNE and Scrublet use every core)
-    return min(4, (os.cpu_count() or 1) // 4)
 
 
 settings = Settings()

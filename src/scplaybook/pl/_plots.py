@@ -51,10 +51,7 @@ def _finish(fig: Figure, name: str, note: str = "") -> None:
         return
     png = None
     if settings.figdir is not None:
-        from ..io._write import atomic_write
-
-        png = _figures.render(fig)
-        atomic_write(settings.figdir / f"{name}.png", lambda p: p.write_bytes(png))
+        png = _figures.save(fig, settings.figdir / f"{name}.png")
     if png is not None and _figures.in_notebook():
         from IPython.display import Image, display
 
