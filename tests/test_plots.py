@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 from anndata import AnnData
+from matplotlib.collections import LineCollection
 
 import scplaybook as scp
 from scplaybook.pl import _plots
@@ -69,3 +75,51 @@ def test_each_plot_is_a_timed_step_with_its_file(big, tmp_path):
     assert steps == ["plot umap_x", "plot qc"]
     assert (tmp_path / "umap_x.png").stat().st_size > 0 and (tmp_path / "qc.png").exists()
     plt.close("all")
+
+
+def test_paga_places_each_group_at_its_cells_and_draws_its_strong_edges(big, monkeypatch, tmp_path):
+    # four groups in four corners of the embedding, two pairs joined (0-1 strongly, 2-3 weakly)
+    centre = np.array([[0, 0], [10, 0], [0, 10], [10, 10]], dtype=np.float32)
+    codes = big.obs["leiden"].cat.codes.to_numpy()
+    big.obsm["X_umap"] = centre[codes] + np.random.default_rng(1).normal(size=(big.n_obs, 2))
+    conn = np.zeros((4, 4))
+    conn[0, 1] = conn[1, 0] = 0.8
+    conn[2, 3] = conn[3, 2] = 0.005  # below the default threshold (0.01)
+    big.uns["paga"] = {"connectivities": sp.csr_matrix(conn), "groups": "leiden"}
+    drawn = {}
+    monkeypatch.setattr(_plots, "_finish", lambda fig, name, note="": drawn.update({name: fig}))
+    scp.pl.paga(big)
+    np.testing.assert_allclose(big.uns["paga"]["pos"], centre, atol=0.2)
+    (lines,) = [c for c in drawn["paga"].axes[0].collections if isinstance(c, LineCollection)]
+    assert len(lines.get_segments()) == 1  # 0-1 only
+    np.testing.assert_allclose(lines.get_segments()[0], centre[[0, 1]], atol=0.2)
+    scp.pl.paga(big, threshold=0)
+    (lines,) = [c for c in drawn["paga"].axes[0].collections if isinstance(c, LineCollection)]
+    assert len(lines.get_segments()) == 2
+    with pytest.raises(scp.ParameterError, match="basis='X_tsne' is not a key of obsm"):
+        scp.pl.paga(big, basis="X_tsne")
+    del big.uns["paga"]
+    with pytest.raises(scp.ParameterError, match=r"run scp.tl.paga\(adata, groups=...\) first"):
+        scp.pl.paga(big)
+    plt.close("all")
+
+
+def test_paga_plot_imports_neither_networkx_nor_igraph(tmp_path):
+    code = (
+        "import sys, numpy as np, pandas as pd, scipy.sparse as sp, anndata as ad\n"
+        "import scplaybook as scp\n"
+        "a = ad.AnnData(np.zeros((40, 1), np.float32))\n"
+        "a.obs['g'] = pd.Categorical(np.repeat(['a', 'b'], 20))\n"
+        "a.obsm['X_umap'] = np.random.default_rng(0).normal(size=(40, 2))\n"
+        "a.uns['paga'] = {'connectivities': sp.csr_matrix(np.array([[0, .5], [.5, 0]])), 'groups': 'g'}\n"
+        f"scp.settings.set_figdir({str(tmp_path)!r})\n"
+        "scp.pl.paga(a)\n"
+        "print(sorted(m for m in ('networkx', 'igraph') if m in sys.modules))\n"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "MPLBACKEND": "Agg"},
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "paga.png").stat().st_size > 0

@@ -189,9 +189,12 @@ def test_umap_starts_from_the_graphs_first_two_pcs_and_keeps_types_apart(adata):
     # measured 0.949 (PCA start) and 0.948 (spectral) on the demo
     assert kept["pca"] >= 0.85 and kept["pca"] >= kept["spectral"] - 0.02, kept
     scp.tl.paga(adata, groups="cell_type")
-    scp.pl.paga(adata)  # scanpy's PAGA start needs the positions its plot computes
+    with pytest.raises(ParameterError, match=r"scp.pl.paga\(adata, basis=...\) first"):
+        scp.tl.umap(adata, init_pos="paga")
+    scp.pl.paga(adata, basis="X_umap_pca")  # scanpy's PAGA start needs the plot's positions
     scp.tl.umap(adata, init_pos="paga", key_added="X_umap_paga")
     assert adata.obsm["X_umap_paga"].shape == (adata.n_obs, 2)
+    assert neighbour_label_agreement(adata.obsm["X_umap_paga"], adata.obs["cell_type"]) >= 0.85
 
 
 def test_too_large_for_the_gpu_is_refused_before_moving(adata, monkeypatch):

@@ -50,8 +50,8 @@ def umap(
         How tightly points may pack (smaller: tighter clusters).
     init_pos
         Where the layout starts: ``"pca"`` (above), ``"spectral"`` (scanpy's default),
-        ``"random"``, ``"paga"`` (after :func:`scplaybook.tl.paga`), or a key of ``obsm`` with two
-        columns.
+        ``"random"``, ``"paga"`` (the groups where :func:`scplaybook.pl.paga` placed them, after
+        :func:`scplaybook.tl.paga`), or a key of ``obsm`` with two columns.
     random_state
         Seed.
 
@@ -79,6 +79,11 @@ def umap(
 
 def _start(adata: AnnData, key: str, init_pos: str, random_state: int):
     """UMAP's starting layout: ``init_pos`` as scanpy takes it, or the PCA start as an array."""
+    if init_pos == "paga" and "pos" not in adata.uns.get("paga", {}):
+        raise ParameterError(
+            "init_pos='paga' starts from the groups' positions in uns['paga']['pos']: run "
+            "scp.tl.paga(adata, groups=...) and scp.pl.paga(adata, basis=...) first."
+        )
     if init_pos in ("spectral", "random", "paga"):
         return init_pos
     if init_pos != "pca":
