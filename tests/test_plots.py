@@ -123,3 +123,14 @@ def test_paga_plot_imports_neither_networkx_nor_igraph(tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout.strip().splitlines()[-1] == "[]"
     assert (tmp_path / "paga.png").stat().st_size > 0
+
+
+def test_qc_violins_have_matplotlibs_density_from_a_histogram():
+    from scipy.stats import gaussian_kde  # Scott's rule, as matplotlib's violin plot
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.lognormal(7, 0.5, 30_000), rng.normal(200, 20, 20_000)])
+    coords = np.linspace(x.min(), x.max(), 100)
+    exact = gaussian_kde(x)(coords)
+    np.testing.assert_allclose(_plots._binned_kde(x, coords), exact, atol=0.005 * exact.max())
+    assert np.all(_plots._binned_kde(np.full(10, 3.0), np.full(100, 3.0)) == 1)  # one value

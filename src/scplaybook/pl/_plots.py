@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.cbook import violin_stats
 
 from .. import _figures
 from .._backend import is_gpu_array
@@ -95,7 +96,7 @@ def qc(
     fig, axes = plt.subplots(1, 5, figsize=(20, 3.8), layout="constrained")
     for ax, col in zip(axes[:3], qc_cols, strict=True):
         v = drawn[col].to_numpy(dtype=float)
-        ax.violinplot(v, showmedians=True)
+        ax.violin(violin_stats(v, _binned_kde), showmedians=True)
         ax.scatter(
             1 + np.random.default_rng(0).uniform(-0.15, 0.15, v.size), v, s=0.5, c="k", alpha=0.3
         )
@@ -120,6 +121,24 @@ def qc(
             if c is not None:
                 ax.axhline(c, ls="--", c="tab:red", lw=1)
     _finish(fig, name, note)
+
+
+def _binned_kde(x: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """Gaussian kernel density of ``x`` at ``coords``, from a 2,048-bin histogram of ``x``.
+
+    matplotlib's violin plot evaluates its kernel density at every data point: at the QC plot's
+    50,000 cells that was 1.3 s of the kernel per violin on the H200 machine. The same bandwidth
+    (Scott's rule, matplotlib's default) over bins far narrower than it gives the same curve.
+    """
+    x = x[np.isfinite(x)]
+    bw = x.std(ddof=1) * x.size ** (-1 / 5) if x.size > 1 else 0.0
+    if not bw > 0:  # one value: a flat body at it
+        return np.ones_like(coords, dtype=float)
+    counts, edges = np.histogram(x, bins=2048)
+    centres = (edges[:-1] + edges[1:]) / 2
+    used = counts > 0
+    z = (coords[:, None] - centres[used][None, :]) / bw
+    return np.exp(-0.5 * z**2) @ counts[used] / (x.size * bw * np.sqrt(2 * np.pi))
 
 
 @_timed_plot
