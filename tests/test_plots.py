@@ -98,6 +98,9 @@ def test_paga_places_each_group_at_its_cells_and_draws_its_strong_edges(big, mon
     assert len(lines.get_segments()) == 2
     with pytest.raises(scp.ParameterError, match="basis='X_tsne' is not a key of obsm"):
         scp.pl.paga(big, basis="X_tsne")
+    big.uns["paga"]["connectivities"] = sp.csr_matrix(conn[:3, :3])  # groups changed since
+    with pytest.raises(scp.ParameterError, match="joins 3 groups of 'leiden', which now has 4"):
+        scp.pl.paga(big)
     del big.uns["paga"]
     with pytest.raises(scp.ParameterError, match=r"run scp.tl.paga\(adata, groups=...\) first"):
         scp.pl.paga(big)

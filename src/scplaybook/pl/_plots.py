@@ -535,6 +535,11 @@ def paga(
         )
     groups = adata.uns["paga"]["groups"]
     labels = adata.obs[groups].cat.categories
+    if adata.uns["paga"]["connectivities"].shape[0] != len(labels):
+        raise ParameterError(
+            f"uns['paga'] joins {adata.uns['paga']['connectivities'].shape[0]} groups of {groups!r}, "
+            f"which now has {len(labels)}: run scp.tl.paga(adata, groups={groups!r}) again."
+        )
     xy = np.asarray(host(adata.obsm[basis]))[:, :2]
     codes = adata.obs[groups].cat.codes.to_numpy()
     # a group without cells (an unused category) has no position and is not drawn
