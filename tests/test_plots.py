@@ -96,7 +96,7 @@ def test_paga_places_each_group_at_its_cells_and_draws_its_strong_edges(big, mon
     scp.pl.paga(big, threshold=0)
     (lines,) = [c for c in drawn["paga"].axes[0].collections if isinstance(c, LineCollection)]
     assert len(lines.get_segments()) == 2
-    with pytest.raises(scp.ParameterError, match="basis='X_tsne' is not a key of obsm"):
+    with pytest.raises(scp.ParameterError, match="basis='X_tsne' is not in obsm; it has: X_umap."):
         scp.pl.paga(big, basis="X_tsne")
     big.uns["paga"]["connectivities"] = sp.csr_matrix(conn[:3, :3])  # groups changed since
     with pytest.raises(scp.ParameterError, match="joins 3 groups of 'leiden', which now has 4"):

@@ -28,3 +28,11 @@ class GPUMemoryError(PlaybookError, MemoryError):
 
 class DownloadError(PlaybookError, OSError):
     """A download failed; the final file was left untouched."""
+
+
+def check_obsm_key(adata, key: str, *, arg: str) -> None:
+    """Raise a :class:`ParameterError` naming ``arg`` and what ``obsm`` has, when ``key`` is not there."""
+    if key not in adata.obsm:
+        raise ParameterError(
+            f"{arg}={key!r} is not in obsm; it has: {', '.join(adata.obsm) or 'nothing'}."
+        )

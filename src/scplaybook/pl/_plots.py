@@ -14,7 +14,7 @@ from matplotlib.cbook import violin_stats
 from .. import _figures
 from .._backend import is_gpu_array
 from .._dispatch import host
-from .._errors import ParameterError
+from .._errors import ParameterError, check_obsm_key
 from .._settings import settings
 from .._timing import timed
 
@@ -529,10 +529,7 @@ def paga(
 
     if "paga" not in adata.uns or "connectivities" not in adata.uns["paga"]:
         raise ParameterError("pl.paga needs uns['paga']: run scp.tl.paga(adata, groups=...) first.")
-    if basis not in adata.obsm:
-        raise ParameterError(
-            f"pl.paga basis={basis!r} is not a key of obsm (it has {', '.join(adata.obsm) or 'none'})."
-        )
+    check_obsm_key(adata, basis, arg="basis")
     groups = adata.uns["paga"]["groups"]
     labels = adata.obs[groups].cat.categories
     if adata.uns["paga"]["connectivities"].shape[0] != len(labels):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .._dispatch import dispatch
-from .._errors import ParameterError
+from .._errors import ParameterError, check_obsm_key
 from .._timing import timed
 
 if TYPE_CHECKING:
@@ -46,10 +46,7 @@ def neighbors(
     -------
     ``adata`` with the graph in ``obsp`` and its parameters in ``uns``.
     """
-    if use_rep not in adata.obsm:
-        raise ParameterError(
-            f"use_rep={use_rep!r} is not in obsm; it has: {', '.join(adata.obsm) or 'nothing'}."
-        )
+    check_obsm_key(adata, use_rep, arg="use_rep")
     if n_neighbors >= adata.n_obs:
         raise ParameterError(
             f"n_neighbors={n_neighbors} needs more than {adata.n_obs} cells: lower it."

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from .._dispatch import dispatch, host, results_to_host
-from .._errors import ParameterError
+from .._errors import ParameterError, check_obsm_key
 from .._timing import timed
 
 if TYPE_CHECKING:
@@ -158,10 +158,7 @@ def tsne(
     """
     if method not in ("auto", "barnes_hut", "fft"):
         raise ParameterError(f"method={method!r}: use 'auto', 'barnes_hut' or 'fft'.")
-    if use_rep not in adata.obsm:
-        raise ParameterError(
-            f"use_rep={use_rep!r} is not in obsm; it has: {', '.join(adata.obsm)}."
-        )
+    check_obsm_key(adata, use_rep, arg="use_rep")
     n_neighbors = int(3 * perplexity + 1)
     if n_neighbors >= adata.n_obs:
         raise ParameterError(
