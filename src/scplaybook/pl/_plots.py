@@ -532,20 +532,21 @@ def paga(
     check_obsm_key(adata, basis, arg="basis")
     groups = adata.uns["paga"]["groups"]
     labels = adata.obs[groups].cat.categories
-    if adata.uns["paga"]["connectivities"].shape[0] != len(labels):
+    conn = adata.uns["paga"]["connectivities"].tocoo()
+    if conn.shape[0] != len(labels):
         raise ParameterError(
-            f"uns['paga'] joins {adata.uns['paga']['connectivities'].shape[0]} groups of {groups!r}, "
-            f"which now has {len(labels)}: run scp.tl.paga(adata, groups={groups!r}) again."
+            f"uns['paga'] joins {conn.shape[0]} groups of {groups!r}, which now has "
+            f"{len(labels)}: run scp.tl.paga(adata, groups={groups!r}) again."
         )
     xy = np.asarray(host(adata.obsm[basis]))[:, :2]
     codes = adata.obs[groups].cat.codes.to_numpy()
+    labelled = codes >= 0  # cells without a group (NaN) place nothing
     # a group without cells (an unused category) has no position and is not drawn
-    pos = pd.DataFrame(xy[codes >= 0]).groupby(codes[codes >= 0]).median()
+    pos = pd.DataFrame(xy[labelled]).groupby(codes[labelled]).median()
     pos = pos.reindex(range(len(labels))).to_numpy()
     adata.uns["paga"]["pos"] = pos
-    conn = adata.uns["paga"]["connectivities"].tocoo()
     keep = (conn.row < conn.col) & (conn.data >= threshold)  # each edge once
-    sizes = np.bincount(codes[codes >= 0], minlength=len(labels))
+    sizes = np.bincount(codes[labelled], minlength=len(labels))
     colors = adata.uns.get(f"{groups}_colors")
     if colors is None or len(colors) < len(labels):
         colors = [plt.get_cmap("tab20")(i % 20) for i in range(len(labels))]
