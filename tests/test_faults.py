@@ -2,15 +2,18 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
+import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 
 import scplaybook as scp
@@ -253,3 +256,59 @@ def test_a_dying_kernel_keeps_the_cells_before_it(tmp_path):
     kept = nbformat.read(run / "scRNA_analysis_preprocessing.ipynb", as_version=4)
     printed = [o.get("text") for c in kept.cells for o in c.get("outputs", [])]
     assert "before the end\n" in printed
+
+
+def _folder_for_zip(tmp_path):
+    run = tmp_path / "run-1"
+    (run / "figures").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    (run / "adata.h5ad").write_bytes(rng.bytes(3_000_000))
+    (run / "figures" / "umap.png").write_bytes(b"\x89PNG\r\n\x1a\n" + rng.bytes(50_000))
+    (run / "notebook.ipynb").write_text('{"cells": []}\n' * 2000)
+    (run / "STATUS").write_text("running\n")
+    (run / "SHA256SUMS").write_text("old\n")
+    return run
+
+
+def test_zip_started_early_holds_the_files_as_they_end(tmp_path):
+    """The zip begins on the finished files; report, checksums and status join as they end up."""
+    from scplaybook.runner._run import _Zip
+
+    run = _folder_for_zip(tmp_path)
+    zipping = _Zip(run)
+    (run / "report.html").write_text("<html>report</html>")
+    (run / "SHA256SUMS").write_text("new\n")
+    (run / "STATUS").write_text("succeeded\n")
+    path = zipping.finish()
+    assert path == run / "run-1.zip" and not list(tmp_path.glob(".*"))
+    with zipfile.ZipFile(path) as z:
+        assert z.testzip() is None
+        inside = {n.removeprefix("run-1/"): z.read(n) for n in z.namelist()}
+    on_disk = {
+        p.relative_to(run).as_posix(): p.read_bytes()
+        for p in run.rglob("*") if p.is_file() and p.suffix != ".zip"
+    }  # fmt: skip
+    assert inside == on_disk and inside["STATUS"] == b"succeeded\n"
+
+
+def test_zip_aborted_or_failing_leaves_nothing_half_written(tmp_path, monkeypatch):
+    from scplaybook.runner import _run
+
+    run = _folder_for_zip(tmp_path)
+    _run._Zip(run).abort()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run-1"]
+    assert not list(run.glob("*.zip"))
+
+    real = shutil.copyfileobj
+
+    def full_disk(src, dst, *args, **kwargs):
+        if str(src.name).endswith(".h5ad"):
+            raise OSError(28, "No space left on device")
+        return real(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "copyfileobj", full_disk)
+    zipping = _run._Zip(run)
+    with pytest.raises(scp.PlaybookError, match="No space left on device"):
+        zipping.finish()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run-1"]
+    assert (run / "adata.h5ad").stat().st_size == 3_000_000

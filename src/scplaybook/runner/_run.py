@@ -8,6 +8,8 @@ import json
 import os
 import platform
 import random
+import shutil
+import sys
 import threading
 import traceback
 import zipfile
@@ -25,7 +27,7 @@ from .._errors import ParameterError, PlaybookError
 from .._session import set_backend
 from .._settings import logger, package_version, settings
 from ..io._checksums import sha256sum, write_checksums
-from ..io._write import atomic_write, atomic_write_h5ad, atomic_write_text
+from ..io._write import atomic_path, atomic_write, atomic_write_h5ad, atomic_write_text
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -517,42 +519,111 @@ ZIP_MAX_H5AD = 256 * 2**20
 _STORED = {".png", ".gz", ".jpg", ".h5ad"}  # compressed already, or too slow to deflate
 
 
-def _zip(folder: Path) -> Path:
-    """Zip the run folder (what a person downloads from JupyterLab) beside its files.
+class _Zip:
+    """The run folder's zip (what a person downloads from JupyterLab), made beside its files.
 
+    Made in two parts: the files already final when it is started (the data, figures and notebook,
+    once the kernel has finished) are written in a thread while the runner makes the report;
+    :meth:`finish` adds what came after (report, checksums, status) and puts the zip in the folder.
     PNGs and ``.h5ad`` are stored as they are (deflating them gains little and costs a minute at
     200k cells); an ``adata.h5ad`` over :data:`ZIP_MAX_H5AD` is left out (the zip says so).
     """
-    target = folder.parent / f"{folder.name}.zip"
-    files = [f for f in sorted(folder.rglob("*")) if f.is_file() and not f.name.startswith(".")]
-    left = [f for f in files if f.suffix == ".h5ad" and f.stat().st_size > ZIP_MAX_H5AD]
 
-    def write(tmp: Path) -> None:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+    _LATE = {STATUS_FILE, "SHA256SUMS"}  # rewritten after the notebook
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._stack = contextlib.ExitStack()
+        self._tmp = self._stack.enter_context(atomic_path(folder.parent / f"{folder.name}.zip"))
+        self._added: set[Path] = set()
+        self._left: list[Path] = []
+        self._error: BaseException | None = None
+        self._z = zipfile.ZipFile(self._tmp, "w", zipfile.ZIP_DEFLATED)
+        early = [f for f in self._files() if f.name not in self._LATE]
+        self._thread = threading.Thread(
+            target=self._add_all, args=(early,), name="zip", daemon=True
+        )
+        self._thread.start()
+
+    def _files(self) -> list[Path]:
+        return [
+            f
+            for f in sorted(self.folder.rglob("*"))
+            if f.is_file() and not f.name.startswith(".") and f.suffix != ".zip"
+        ]
+
+    def _add_all(self, files: list[Path]) -> None:
+        try:
             for f in files:
-                if f in left or f.suffix == ".zip":
+                self._added.add(f)
+                if f.suffix == ".h5ad" and f.stat().st_size > ZIP_MAX_H5AD:
+                    self._left.append(f)
                     continue
-                kind = zipfile.ZIP_STORED if f.suffix in _STORED else zipfile.ZIP_DEFLATED
-                z.write(f, Path(folder.name) / f.relative_to(folder), compress_type=kind)
-            if left:
-                z.writestr(
-                    f"{folder.name}/NOT_IN_THIS_ZIP.txt",
+                info = zipfile.ZipInfo.from_file(
+                    f, f"{self.folder.name}/{f.relative_to(self.folder)}"
+                )
+                info.compress_type = (
+                    zipfile.ZIP_STORED if f.suffix in _STORED else zipfile.ZIP_DEFLATED
+                )
+                # large blocks: zlib and the writes let go of the GIL for each (ZipFile.write's
+                # 8 KiB blocks waited on the report's thread for every one)
+                with open(f, "rb") as src, self._z.open(info, "w") as dst:
+                    shutil.copyfileobj(src, dst, 16 * 2**20)
+        except BaseException as e:  # noqa: BLE001 - raised again by finish()
+            self._error = e
+
+    def finish(self) -> Path:
+        """Add the files made since the start, close the zip and return its path in the folder.
+
+        Raises
+        ------
+        PlaybookError
+            When it cannot be written (no partial zip is left).
+        """
+        self._thread.join()
+        try:
+            if self._error is not None:
+                raise self._error
+            self._add_all([f for f in self._files() if f not in self._added])
+            if self._error is not None:
+                raise self._error
+            if self._left:
+                logger.info(
+                    f"{', '.join(f.name for f in self._left)} is over {ZIP_MAX_H5AD // 2**20} MiB: "
+                    "left out of the zip (download it from the run folder)"
+                )
+                self._z.writestr(
+                    f"{self.folder.name}/NOT_IN_THIS_ZIP.txt",
                     "Too large to copy into the zip; download it from the run folder itself:\n"
                     + "".join(
-                        f"{f.relative_to(folder)} ({f.stat().st_size / 2**30:.1f} GiB)\n"
-                        for f in left
+                        f"{f.relative_to(self.folder)} ({f.stat().st_size / 2**30:.1f} GiB)\n"
+                        for f in self._left
                     ),
                 )
+            self._z.close()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._z.close()
+            # atomic_path removes the temporary file (and names the folder on a write error)
+            if not self._stack.__exit__(*sys.exc_info()):
+                raise
+        self._stack.close()  # complete: renamed from its temporary name
+        final = self.folder / f"{self.folder.name}.zip"
+        os.replace(self.folder.parent / f"{self.folder.name}.zip", final)
+        return final
 
-    if left:
-        logger.info(
-            f"{', '.join(f.name for f in left)} is over {ZIP_MAX_H5AD // 2**20} MiB: left out of the "
-            "zip (download it from the run folder)"
-        )
-    atomic_write(target, write)
-    final = folder / f"{folder.name}.zip"
-    os.replace(target, final)
-    return final
+    def abort(self) -> None:
+        """Drop the partial zip (an interrupted run leaves nothing half-written behind)."""
+        self._thread.join()
+        with contextlib.suppress(Exception):
+            self._z.close()
+        self._stack.pop_all()
+        self._tmp.unlink(missing_ok=True)
+
+
+def _zip(folder: Path) -> Path:
+    """Zip the run folder in one go (see :class:`_Zip`) and return the zip's path in it."""
+    return _Zip(folder).finish()
 
 
 def _html(nb_path: Path, out: Path, exporter: Any = None) -> None:
@@ -691,16 +762,24 @@ def run_playbook(
     stopping = kernel.stop(wait=False)
     if partial.exists():
         os.replace(partial, executed)
-    if executed.exists():
-        try:
-            _html(executed, run_dir / "report.html", report.get())
-        except Exception as e:  # noqa: BLE001 - a report failure must not hide the run's own result
-            logger.warning(f"could not write report.html: {e}")
-    stopping.join()
+    # after a successful run every file but the report, checksums and status is final: the zip
+    # starts on them while the report is made
+    zipping = _Zip(run_dir) if error is None else None
+    try:
+        if executed.exists():
+            try:
+                _html(executed, run_dir / "report.html", report.get())
+            except Exception as e:  # noqa: BLE001 - a report failure must not hide the run's result
+                logger.warning(f"could not write report.html: {e}")
+        stopping.join()
+    except BaseException:
+        if zipping is not None:
+            zipping.abort()
+        raise
     if error is None:
         write_checksums(run_dir)
         _mark(run_dir, "succeeded")
-        _zip(run_dir)
+        zipping.finish()
         logger.info(f"run succeeded: {run_dir}")
         return run_dir
     msg, code = _describe(error)
