@@ -335,10 +335,17 @@ def test_auto_parameters_fit_the_data_and_say_what_they_chose(adata, caplog):
         check_params(adata, {**auto, "label_key": "donor_type"})  # named, not there: said at load
 
 
-def test_cpu_neighbors_of_8192_cells_and_more():
-    """At 8192 cells scanpy's kNN switches to pynndescent, whose 0.7 broke it (sparse arrays)."""
+@pytest.mark.parametrize("exact", [True, False], ids=["exact", "pynndescent"])
+def test_cpu_neighbors_of_8192_cells_and_more(exact, monkeypatch):
+    """From 8192 cells scanpy's own choice is pynndescent (its 0.7 broke scanpy: sparse arrays);
+    the playbook searches exactly up to EXACT_KNN_MAX cells, as the GPU does."""
     import anndata as ad
+    from sklearn.neighbors import NearestNeighbors
 
+    from scplaybook.pp import _neighbors
+
+    if not exact:
+        monkeypatch.setattr(_neighbors, "EXACT_KNN_MAX", 1000)
     rng = np.random.default_rng(0)
     centres = rng.normal(scale=20, size=(4, 10))
     blob = np.repeat(np.arange(4), 2050)
@@ -351,6 +358,10 @@ def test_cpu_neighbors_of_8192_cells_and_more():
     assert (per_row >= 14).all()  # 15 neighbours, the cell itself included (scanpy#3809: 16 stored)
     rows = np.repeat(np.arange(blob.size), per_row)
     assert (blob[d.indices] == blob[rows]).mean() > 0.999
+    if exact:  # the 14 nearest other cells of each, exactly
+        _, idx = NearestNeighbors(n_neighbors=15).fit(a.obsm["X_pca"]).kneighbors()
+        got = [set(d.indices[d.indptr[i] : d.indptr[i + 1]]) for i in range(0, blob.size, 97)]
+        assert all(set(idx[i, :14]) <= g for i, g in zip(range(0, blob.size, 97), got, strict=True))
 
 
 def test_dpt_takes_a_cluster_number_and_finds_a_root_by_itself():

@@ -21,6 +21,7 @@ from .._errors import ParameterError
 from .._settings import logger
 from .._subset import subset_obs
 from .._timing import timed
+from ._neighbors import knn_search
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -98,12 +99,18 @@ def scrublet(
             random_state=random_state,
         )
     else:
+        # each sample's cells and their simulated doublets are searched together: exactly (as on
+        # the GPU) up to EXACT_KNN_MAX of them
+        largest = target.obs[batch_key].value_counts().max() if batch_key else target.n_obs
         backend.sc.pp.scrublet(
             target,
             batch_key=batch_key,
             expected_doublet_rate=expected_doublet_rate,
             sim_doublet_ratio=sim_doublet_ratio,
             threshold=threshold,
+            use_approx_neighbors=(
+                False if knn_search(int(largest * (1 + sim_doublet_ratio))) else None
+            ),
             verbose=False,
             random_state=random_state,
         )
