@@ -764,7 +764,10 @@ def run_playbook(
         os.replace(partial, executed)
     # after a successful run every file but the report, checksums and status is final: the zip
     # starts on them while the report is made
-    zipping = _Zip(run_dir) if error is None else None
+    zipping = None
+    if error is None:
+        with contextlib.suppress(PlaybookError):  # then made, or its error raised, at the end
+            zipping = _Zip(run_dir)
     try:
         if executed.exists():
             try:
@@ -779,7 +782,7 @@ def run_playbook(
     if error is None:
         write_checksums(run_dir)
         _mark(run_dir, "succeeded")
-        zipping.finish()
+        zipping.finish() if zipping is not None else _zip(run_dir)
         logger.info(f"run succeeded: {run_dir}")
         return run_dir
     msg, code = _describe(error)
