@@ -5,6 +5,11 @@ Each one names the file or parameter at fault and says what to do about it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
 
 class PlaybookError(Exception):
     """Base class of every error the playbook raises on purpose."""
@@ -30,7 +35,7 @@ class DownloadError(PlaybookError, OSError):
     """A download failed; the final file was left untouched."""
 
 
-def check_obsm_key(adata, key: str, *, arg: str) -> None:
+def check_obsm_key(adata: AnnData, key: str, *, arg: str) -> None:
     """Raise a :class:`ParameterError` naming ``arg`` and what ``obsm`` has, when ``key`` is not there."""
     if key not in adata.obsm:
         raise ParameterError(

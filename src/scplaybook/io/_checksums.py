@@ -26,6 +26,15 @@ def sha256sum(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def result_files(folder: Path) -> list[Path]:
+    """Return the files below ``folder``, sorted: not the hidden ones (files being written) or zips."""
+    return [
+        p
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.name.startswith(".") and p.suffix != ".zip"
+    ]
+
+
 def write_checksums(folder: str | Path) -> Path:
     """Write ``folder/SHA256SUMS`` for every file below ``folder`` (but itself, STATUS and zips).
 
@@ -43,13 +52,8 @@ def write_checksums(folder: str | Path) -> Path:
             if p.is_file() and p.stat().st_mtime_ns <= since:
                 known[name] = digest
     lines = []
-    for p in sorted(folder.rglob("*")):
-        if (
-            p.is_file()
-            and p.name not in _SKIP
-            and not p.name.startswith(".")
-            and p.suffix != ".zip"
-        ):
+    for p in result_files(folder):
+        if p.name not in _SKIP:
             name = p.relative_to(folder).as_posix()
             lines.append(f"{known.get(name) or sha256sum(p)}  {name}")
     return atomic_write_text(sums, "\n".join(lines) + "\n")

@@ -26,7 +26,7 @@ from .._dispatch import host
 from .._errors import ParameterError, PlaybookError
 from .._session import set_backend
 from .._settings import logger, package_version, settings
-from ..io._checksums import sha256sum, write_checksums
+from ..io._checksums import SUMS, result_files, sha256sum, write_checksums
 from ..io._write import atomic_path, atomic_write, atomic_write_h5ad, atomic_write_text
 
 if TYPE_CHECKING:
@@ -529,7 +529,7 @@ class _Zip:
     200k cells); an ``adata.h5ad`` over :data:`ZIP_MAX_H5AD` is left out (the zip says so).
     """
 
-    _LATE = {STATUS_FILE, "SHA256SUMS"}  # rewritten after the notebook
+    _LATE = {STATUS_FILE, SUMS}  # rewritten after the notebook
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -539,18 +539,11 @@ class _Zip:
         self._left: list[Path] = []
         self._error: BaseException | None = None
         self._z = zipfile.ZipFile(self._tmp, "w", zipfile.ZIP_DEFLATED)
-        early = [f for f in self._files() if f.name not in self._LATE]
+        early = [f for f in result_files(folder) if f.name not in self._LATE]
         self._thread = threading.Thread(
             target=self._add_all, args=(early,), name="zip", daemon=True
         )
         self._thread.start()
-
-    def _files(self) -> list[Path]:
-        return [
-            f
-            for f in sorted(self.folder.rglob("*"))
-            if f.is_file() and not f.name.startswith(".") and f.suffix != ".zip"
-        ]
 
     def _add_all(self, files: list[Path]) -> None:
         try:
@@ -584,7 +577,7 @@ class _Zip:
         try:
             if self._error is not None:
                 raise self._error
-            self._add_all([f for f in self._files() if f not in self._added])
+            self._add_all([f for f in result_files(self.folder) if f not in self._added])
             if self._error is not None:
                 raise self._error
             if self._left:
@@ -782,7 +775,7 @@ def run_playbook(
     if error is None:
         write_checksums(run_dir)
         _mark(run_dir, "succeeded")
-        zipping.finish() if zipping is not None else _zip(run_dir)
+        (zipping or _Zip(run_dir)).finish()
         logger.info(f"run succeeded: {run_dir}")
         return run_dir
     msg, code = _describe(error)
